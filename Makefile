@@ -1,0 +1,51 @@
+# registry_migration — PGXS build.
+
+EXTENSION = registry_migration
+EXTVERSION = 1.0
+
+MODULE_big = registry_migration
+OBJS = \
+	src/registry_migration.o \
+	src/guc.o \
+	src/states.o \
+	src/decision.o \
+	src/transitions.o \
+	src/path.o \
+	src/spi_util.o \
+	src/sql_enums.o \
+	src/sql_decision.o \
+	src/event_log.o \
+	src/state_machine.o \
+	src/admin.o \
+	src/path_trigger.o
+
+DATA = registry_migration--1.0.sql
+
+REGRESS = states schema paths settings transitions admin decision events privileges gucs
+REGRESS_OPTS = --load-extension=registry_migration
+
+PG_CPPFLAGS = -I$(srcdir)/src -DEXTVERSION=\"$(EXTVERSION)\" \
+	$(shell pkg-config --cflags libcurl openssl)
+SHLIB_LINK = $(shell pkg-config --libs libcurl openssl)
+
+EXTRA_CLEAN = test/unit/unit_tests
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# Pure C logic (no server headers), tested outside the server under
+# AddressSanitizer and UndefinedBehaviorSanitizer.
+UNIT_SOURCES = src/states.c src/decision.c src/transitions.c src/path.c
+UNIT_TESTS = test/unit/unit_tests.c test/unit/test_decision.c \
+	test/unit/test_transitions.c test/unit/test_path.c
+
+test/unit/unit_tests: $(UNIT_SOURCES) $(UNIT_TESTS) test/unit/unit.h
+	$(CC) -std=c11 -g -O1 -Wall -Wextra -Werror -fno-omit-frame-pointer \
+		-fsanitize=address,undefined -fno-sanitize-recover=all \
+		-Isrc -o $@ $(UNIT_SOURCES) $(UNIT_TESTS)
+
+unitcheck: test/unit/unit_tests
+	test/unit/unit_tests
+
+.PHONY: unitcheck

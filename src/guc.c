@@ -1,0 +1,227 @@
+/*
+ * guc.c — definition and validation of the registry_migration.* settings.
+ *
+ * Every string setting has a check hook, so a bad value is refused when it
+ * is set (SET, ALTER SYSTEM, a reload) instead of failing later inside a
+ * cycle or the background worker.
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+#include "guc.h"
+
+char	   *rm_registry_url = NULL;
+char	   *rm_jwt_private_key_file = NULL;
+char	   *rm_jwt_issuer = NULL;
+char	   *rm_jwt_audience = NULL;
+int			rm_jwt_token_lifetime_s = 300;
+int			rm_connect_timeout_ms = 2000;
+int			rm_request_timeout_ms = 10000;
+int			rm_max_concurrent_requests = 16;
+char	   *rm_database = NULL;
+bool		rm_worker_enabled = true;
+int			rm_guard_interval_ms = 60000;
+int			rm_enqueue_interval_ms = 10000;
+int			rm_log_level = LOG;
+
+static const struct config_enum_entry log_level_options[] = {
+	{"debug5", DEBUG5, false},
+	{"debug4", DEBUG4, false},
+	{"debug3", DEBUG3, false},
+	{"debug2", DEBUG2, false},
+	{"debug1", DEBUG1, false},
+	{"debug", DEBUG2, true},
+	{"log", LOG, false},
+	{"info", INFO, false},
+	{"notice", NOTICE, false},
+	{"warning", WARNING, false},
+	{NULL, 0, false}
+};
+
+/*
+ * The registry URL: empty, or an absolute http(s) URL with a host and
+ * nothing after the path. Credentials are refused because the URL appears
+ * in error messages and logs; authentication goes through the JWT.
+ */
+static bool
+check_registry_url(char **newval, void **extra, GucSource source)
+{
+	CURLU	   *url;
+	CURLUcode	rc;
+	char	   *scheme = NULL;
+	char	   *part = NULL;
+	const char *problem = NULL;
+
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+
+	url = curl_url();
+	if (url == NULL)
+	{
+		GUC_check_errdetail("Out of memory while parsing the URL.");
+		return false;
+	}
+	rc = curl_url_set(url, CURLUPART_URL, *newval, CURLU_NON_SUPPORT_SCHEME);
+	if (rc != CURLUE_OK)
+		problem = curl_url_strerror(rc);
+	else if (curl_url_get(url, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+			 (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0))
+		problem = "Only http and https URLs are supported.";
+	else if (curl_url_get(url, CURLUPART_USER, &part, 0) == CURLUE_OK)
+		problem = "The URL must not contain credentials; tokens are configured with registry_migration.jwt_private_key_file.";
+	else if (curl_url_get(url, CURLUPART_QUERY, &part, 0) == CURLUE_OK ||
+			 curl_url_get(url, CURLUPART_FRAGMENT, &part, 0) == CURLUE_OK)
+		problem = "The URL must not contain a query or a fragment.";
+
+	curl_free(scheme);
+	curl_free(part);
+	curl_url_cleanup(url);
+	if (problem)
+	{
+		GUC_check_errdetail("%s", problem);
+		return false;
+	}
+	return true;
+}
+
+/* The key file: empty, or a readable PEM file holding an RSA private key. */
+static bool
+check_jwt_private_key_file(char **newval, void **extra, GucSource source)
+{
+	FILE	   *file;
+	EVP_PKEY   *key;
+	bool		is_rsa;
+
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	if (!is_absolute_path(*newval))
+	{
+		GUC_check_errdetail("The key file must be given as an absolute path.");
+		return false;
+	}
+	file = fopen(*newval, "r");
+	if (file == NULL)
+	{
+		GUC_check_errdetail("Could not open the key file: %m.");
+		return false;
+	}
+	key = PEM_read_PrivateKey(file, NULL, NULL, NULL);
+	fclose(file);
+	is_rsa = key != NULL && EVP_PKEY_base_id(key) == EVP_PKEY_RSA;
+	EVP_PKEY_free(key);
+	if (!is_rsa)
+	{
+		GUC_check_errdetail("The key file does not hold an unencrypted RSA private key in PEM format.");
+		return false;
+	}
+	return true;
+}
+
+static bool
+check_not_empty(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || (*newval)[0] == '\0')
+	{
+		GUC_check_errdetail("The value must not be empty.");
+		return false;
+	}
+	return true;
+}
+
+static bool
+check_database(char **newval, void **extra, GucSource source)
+{
+	if (!check_not_empty(newval, extra, source))
+		return false;
+	if (strlen(*newval) >= NAMEDATALEN)
+	{
+		GUC_check_errdetail("A database name has at most %d bytes.", NAMEDATALEN - 1);
+		return false;
+	}
+	return true;
+}
+
+static void
+define_registry_settings(void)
+{
+	DefineCustomStringVariable("registry_migration.registry_url",
+							   "Base URL of the registry's import API.",
+							   "For example http://127.0.0.1:5000. Empty: no registry configured.",
+							   &rm_registry_url, "",
+							   PGC_SUSET, 0,
+							   check_registry_url, NULL, NULL);
+	DefineCustomStringVariable("registry_migration.jwt_private_key_file",
+							   "RSA private key (PEM) that signs the registry tokens.",
+							   "Empty: requests carry no token.",
+							   &rm_jwt_private_key_file, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   check_jwt_private_key_file, NULL, NULL);
+	DefineCustomStringVariable("registry_migration.jwt_issuer",
+							   "Issuer (iss claim) of the registry tokens.",
+							   NULL, &rm_jwt_issuer, "registry_migration",
+							   PGC_SIGHUP, 0, check_not_empty, NULL, NULL);
+	DefineCustomStringVariable("registry_migration.jwt_audience",
+							   "Audience (aud claim) of the registry tokens.",
+							   NULL, &rm_jwt_audience, "container_registry",
+							   PGC_SIGHUP, 0, check_not_empty, NULL, NULL);
+	DefineCustomIntVariable("registry_migration.jwt_token_lifetime",
+							"Lifetime of a registry token (exp - iat).",
+							NULL, &rm_jwt_token_lifetime_s, 300, 60, 86400,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("registry_migration.connect_timeout",
+							"Connect timeout of one registry request.",
+							NULL, &rm_connect_timeout_ms, 2000, 1, 600000,
+							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("registry_migration.request_timeout",
+							"Total timeout of one registry request.",
+							NULL, &rm_request_timeout_ms, 10000, 1, 3600000,
+							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("registry_migration.max_concurrent_requests",
+							"Registry requests one cycle may have in flight.",
+							NULL, &rm_max_concurrent_requests, 16, 1, 1000,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+}
+
+static void
+define_worker_settings(void)
+{
+	/*
+	 * A postmaster-level setting can only be defined while the library is
+	 * preloaded, which is also the only case in which a worker exists.
+	 */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomStringVariable("registry_migration.database",
+								   "Database the background worker serves.",
+								   NULL, &rm_database, "postgres",
+								   PGC_POSTMASTER, 0, check_database, NULL, NULL);
+	DefineCustomBoolVariable("registry_migration.worker_enabled",
+							 "Whether the background worker runs cycles.",
+							 NULL, &rm_worker_enabled, true,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("registry_migration.guard_interval",
+							"Period of the background worker's guard cycle.",
+							NULL, &rm_guard_interval_ms, 60000, 10, 86400000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("registry_migration.enqueue_interval",
+							"Period of the background worker's enqueue cycle.",
+							NULL, &rm_enqueue_interval_ms, 10000, 10, 86400000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomEnumVariable("registry_migration.log_level",
+							 "Level of the one-line cycle summaries in the server log.",
+							 NULL, &rm_log_level, LOG, log_level_options,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+}
+
+void
+guc_init(void)
+{
+	define_registry_settings();
+	define_worker_settings();
+	MarkGUCPrefixReserved("registry_migration");
+}

@@ -1,0 +1,23 @@
+/*
+ * guc.h — the configuration parameters of SPEC §2.7.
+ */
+#ifndef RM_GUC_H
+#define RM_GUC_H
+
+extern char *rm_registry_url;
+extern char *rm_jwt_private_key_file;
+extern char *rm_jwt_issuer;
+extern char *rm_jwt_audience;
+extern int	rm_jwt_token_lifetime_s;
+extern int	rm_connect_timeout_ms;
+extern int	rm_request_timeout_ms;
+extern int	rm_max_concurrent_requests;
+extern char *rm_database;
+extern bool rm_worker_enabled;
+extern int	rm_guard_interval_ms;
+extern int	rm_enqueue_interval_ms;
+extern int	rm_log_level;
+
+extern void guc_init(void);
+
+#endif
