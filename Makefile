@@ -28,6 +28,10 @@ PG_CPPFLAGS = -I$(srcdir)/src -DEXTVERSION=\"$(EXTVERSION)\" \
 	$(shell pkg-config --cflags libcurl openssl)
 SHLIB_LINK = $(shell pkg-config --libs libcurl openssl)
 
+# The same source builds the same library from any directory, so
+# scripts/setup can tell that an installed copy is current.
+PG_CPPFLAGS += -ffile-prefix-map=$(CURDIR)=.
+
 EXTRA_CLEAN = test/unit/unit_tests
 
 PG_CONFIG ?= pg_config
