@@ -17,7 +17,14 @@ OBJS = \
 	src/event_log.o \
 	src/state_machine.o \
 	src/admin.o \
-	src/path_trigger.o
+	src/path_trigger.o \
+	src/registry_api.o \
+	src/jwt.o \
+	src/http.o \
+	src/registry_json.o \
+	src/token.o \
+	src/registry_client.o \
+	src/sql_lookups.o
 
 DATA = registry_migration--1.0.sql
 
@@ -40,14 +47,17 @@ include $(PGXS)
 
 # Pure C logic (no server headers), tested outside the server under
 # AddressSanitizer and UndefinedBehaviorSanitizer.
-UNIT_SOURCES = src/states.c src/decision.c src/transitions.c src/path.c
+UNIT_SOURCES = src/states.c src/decision.c src/transitions.c src/path.c \
+	src/registry_api.c src/jwt.c
 UNIT_TESTS = test/unit/unit_tests.c test/unit/test_decision.c \
-	test/unit/test_transitions.c test/unit/test_path.c
+	test/unit/test_transitions.c test/unit/test_path.c \
+	test/unit/test_registry_api.c test/unit/test_jwt.c
 
 test/unit/unit_tests: $(UNIT_SOURCES) $(UNIT_TESTS) test/unit/unit.h
 	$(CC) -std=c11 -g -O1 -Wall -Wextra -Werror -fno-omit-frame-pointer \
 		-fsanitize=address,undefined -fno-sanitize-recover=all \
-		-Isrc -o $@ $(UNIT_SOURCES) $(UNIT_TESTS)
+		-D_GNU_SOURCE -Isrc -o $@ $(UNIT_SOURCES) $(UNIT_TESTS) \
+		$(shell pkg-config --libs libcurl libcrypto)
 
 unitcheck: test/unit/unit_tests
 	test/unit/unit_tests

@@ -192,6 +192,16 @@ CREATE FUNCTION @extschema@.purge_events(max_rows integer DEFAULT 1000)
     LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'rm_purge_events';
 
+CREATE FUNCTION @extschema@.registry_import_status(path text)
+    RETURNS text
+    LANGUAGE c VOLATILE STRICT
+    AS 'MODULE_PATHNAME', 'rm_registry_import_status';
+
+CREATE FUNCTION @extschema@.registry_tags_count(path text)
+    RETURNS bigint
+    LANGUAGE c VOLATILE STRICT
+    AS 'MODULE_PATHNAME', 'rm_registry_tags_count';
+
 -- Views (SPEC §2.5, §10).
 
 CREATE VIEW @extschema@.state_counts AS

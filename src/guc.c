@@ -8,13 +8,12 @@
 #include "postgres.h"
 
 #include <curl/curl.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
 
 #include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "guc.h"
+#include "jwt.h"
 
 char	   *rm_registry_url = NULL;
 char	   *rm_jwt_private_key_file = NULL;
@@ -94,9 +93,8 @@ check_registry_url(char **newval, void **extra, GucSource source)
 static bool
 check_jwt_private_key_file(char **newval, void **extra, GucSource source)
 {
-	FILE	   *file;
+	char		err[256];
 	EVP_PKEY   *key;
-	bool		is_rsa;
 
 	if (*newval == NULL || (*newval)[0] == '\0')
 		return true;
@@ -105,21 +103,13 @@ check_jwt_private_key_file(char **newval, void **extra, GucSource source)
 		GUC_check_errdetail("The key file must be given as an absolute path.");
 		return false;
 	}
-	file = fopen(*newval, "r");
-	if (file == NULL)
+	key = jwt_load_private_key(*newval, err, sizeof(err));
+	if (key == NULL)
 	{
-		GUC_check_errdetail("Could not open the key file: %m.");
+		GUC_check_errdetail("Key file \"%s\": %s.", *newval, err);
 		return false;
 	}
-	key = PEM_read_PrivateKey(file, NULL, NULL, NULL);
-	fclose(file);
-	is_rsa = key != NULL && EVP_PKEY_base_id(key) == EVP_PKEY_RSA;
 	EVP_PKEY_free(key);
-	if (!is_rsa)
-	{
-		GUC_check_errdetail("The key file does not hold an unencrypted RSA private key in PEM format.");
-		return false;
-	}
 	return true;
 }
 

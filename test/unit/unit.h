@@ -60,5 +60,7 @@ extern long unit_failures(void);
 extern void test_decision(void);
 extern void test_transitions(void);
 extern void test_path(void);
+extern void test_registry_api(void);
+extern void test_jwt(void);
 
 #endif

@@ -145,6 +145,8 @@ main(void)
 	run_suite("decision", test_decision);
 	run_suite("transitions", test_transitions);
 	run_suite("path", test_path);
+	run_suite("registry_api", test_registry_api);
+	run_suite("jwt", test_jwt);
 
 	printf("unit: %ld passed, %ld failed\n", checks - failures, failures);
 	return failures > 0 ? EXIT_FAILURE : EXIT_SUCCESS;

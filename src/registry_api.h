@@ -1,0 +1,73 @@
+/*
+ * registry_api.h — the registry HTTP API of SPEC §8 as pure functions:
+ * which request each call sends, and how its answer is classified.
+ *
+ * No server headers (libcurl only, for its URL escaping and date parsing):
+ * unit-tested under sanitizers.
+ */
+#ifndef RM_REGISTRY_API_H
+#define RM_REGISTRY_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+typedef enum RegistryCall
+{
+	CALL_START_PRE_IMPORT,
+	CALL_START_IMPORT,
+	CALL_CANCEL,
+	CALL_FORCE_CANCEL,
+	CALL_STATUS,
+	CALL_TAGS
+} RegistryCall;
+
+/* What an answer means for the repository (SPEC §1, §3.4, §12.5). */
+typedef enum AnswerClass
+{
+	ANSWER_OK,					/* 200 to a status or tag request */
+	ANSWER_ACCEPTED,			/* 202 to a start or a cancel */
+	ANSWER_ALREADY_IMPORTED,	/* 200 to a start */
+	ANSWER_NOT_FOUND,			/* 404 */
+	ANSWER_ALREADY_RUNNING,		/* 425 (pre-import) or 409 (import) to a start */
+	ANSWER_TOO_MANY_IMPORTS,	/* 429 to a start */
+	ANSWER_UNAVAILABLE,			/* no usable answer: says nothing about the repository */
+	ANSWER_REFUSED				/* 400, 424, another 4xx, or an unusable answer */
+} AnswerClass;
+
+extern const char *answer_class_name(AnswerClass answer);
+
+extern const char *registry_call_method(RegistryCall call);
+
+/* Only GET follows redirects (SPEC §8.2). */
+extern bool registry_call_follows_redirects(RegistryCall call);
+
+/*
+ * The URL of a call: base (without trailing "/") + the call's path, with
+ * each segment of the repository path escaped. tags_per_page is the n of a
+ * tag list (ignored for other calls). Returns a malloc'd string, or NULL
+ * when out of memory.
+ */
+extern char *registry_call_url(const char *base, RegistryCall call, const char *path,
+							   long tags_per_page);
+
+/*
+ * Classify an answer. transport_ok is false when no complete HTTP answer
+ * arrived (connection refused, timeout, TLS, not HTTP, truncated, ...).
+ */
+extern AnswerClass classify_answer(RegistryCall call, bool transport_ok, long http_status);
+
+/*
+ * A Retry-After value, as seconds to wait from now: delta-seconds or an
+ * HTTP date. False when the value is neither; a date in the past gives 0.
+ */
+extern bool parse_retry_after(const char *value, time_t now, int64_t *seconds);
+
+/*
+ * The target of the rel="next" link in a Link header value, copied to out
+ * (NUL-terminated). False when there is no such link or it does not fit.
+ */
+extern bool link_header_next(const char *value, char *out, size_t outlen);
+
+#endif

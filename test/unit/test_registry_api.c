@@ -1,0 +1,176 @@
+/*
+ * test_registry_api.c — URLs, answer classification, Retry-After and Link
+ * parsing of the registry API (SPEC §1, §3.4, §8, §12.5).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "registry_api.h"
+#include "unit.h"
+
+static void
+check_url(const char *base, RegistryCall call, const char *path, long n, const char *want)
+{
+	char	   *got = registry_call_url(base, call, path, n);
+
+	CHECK_STR_EQ(got, want, "URL of call %d for \"%s\" on \"%s\"", (int) call, path, base);
+	free(got);
+}
+
+static void
+test_urls(void)
+{
+	const char *base = "http://127.0.0.1:5000";
+
+	check_url(base, CALL_START_PRE_IMPORT, "group/app", 0,
+			  "http://127.0.0.1:5000/gitlab/v1/import/group/app/?import_type=pre");
+	check_url(base, CALL_START_IMPORT, "group/app", 0,
+			  "http://127.0.0.1:5000/gitlab/v1/import/group/app/?import_type=final");
+	check_url(base, CALL_CANCEL, "group/app", 0,
+			  "http://127.0.0.1:5000/gitlab/v1/import/group/app/");
+	check_url(base, CALL_FORCE_CANCEL, "group/app", 0,
+			  "http://127.0.0.1:5000/gitlab/v1/import/group/app/?force=true");
+	check_url(base, CALL_STATUS, "a", 0, "http://127.0.0.1:5000/gitlab/v1/import/a/");
+	check_url(base, CALL_TAGS, "group/sub/app", 101,
+			  "http://127.0.0.1:5000/v2/group/sub/app/tags/list?n=101");
+	/* A trailing slash on the base is not doubled; a prefix path is kept. */
+	check_url("https://r.example.com/prefix//", CALL_STATUS, "a/b", 0,
+			  "https://r.example.com/prefix/gitlab/v1/import/a/b/");
+	/* Each segment is escaped; the separating slashes are not. */
+	check_url(base, CALL_STATUS, "a b/c%d/e?f", 0,
+			  "http://127.0.0.1:5000/gitlab/v1/import/a%20b/c%25d/e%3Ff/");
+	check_url(base, CALL_STATUS, "caf\xc3\xa9", 0,
+			  "http://127.0.0.1:5000/gitlab/v1/import/caf%C3%A9/");
+}
+
+/* Expected class of code for a start, written from SPEC §3.4 and §12.5. */
+static AnswerClass
+expected_start(long code)
+{
+	if (code == 202)
+		return ANSWER_ACCEPTED;
+	if (code == 200)
+		return ANSWER_ALREADY_IMPORTED;
+	if (code == 404)
+		return ANSWER_NOT_FOUND;
+	if (code == 409 || code == 425)
+		return ANSWER_ALREADY_RUNNING;
+	if (code == 429)
+		return ANSWER_TOO_MANY_IMPORTS;
+	if (code >= 500 || code == 401 || code == 403 || (code >= 300 && code < 400))
+		return ANSWER_UNAVAILABLE;
+	return ANSWER_REFUSED;		/* 400, 424, other 4xx (408 too), other 2xx, 1xx */
+}
+
+/* Expected class of code for a status, tag list or cancel (SPEC §1, §8, §12.5). */
+static AnswerClass
+expected_other(RegistryCall call, long code)
+{
+	bool		cancel = call == CALL_CANCEL || call == CALL_FORCE_CANCEL;
+
+	if (code >= 500 || code == 401 || code == 403 || code == 408 || code == 429 ||
+		(code >= 300 && code < 400))
+		return ANSWER_UNAVAILABLE;
+	if (code == 404)
+		return ANSWER_NOT_FOUND;
+	if (cancel)
+		return code == 202 ? ANSWER_ACCEPTED : ANSWER_REFUSED;
+	return code == 200 ? ANSWER_OK : ANSWER_REFUSED;
+}
+
+static void
+test_classification(void)
+{
+	static const long codes[] = {100, 101, 200, 201, 202, 204, 301, 302, 307, 400, 401,
+	403, 404, 405, 408, 409, 418, 424, 425, 429, 500, 502, 503, 504};
+	RegistryCall calls[] = {CALL_START_PRE_IMPORT, CALL_START_IMPORT, CALL_CANCEL,
+	CALL_FORCE_CANCEL, CALL_STATUS, CALL_TAGS};
+
+	for (size_t c = 0; c < sizeof(calls) / sizeof(calls[0]); c++)
+	{
+		bool		start = calls[c] == CALL_START_PRE_IMPORT || calls[c] == CALL_START_IMPORT;
+
+		for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+		{
+			AnswerClass want = start ? expected_start(codes[i]) : expected_other(calls[c], codes[i]);
+
+			CHECK_STR_EQ(answer_class_name(classify_answer(calls[c], true, codes[i])),
+						 answer_class_name(want), "call %d answered %ld", (int) calls[c], codes[i]);
+		}
+		/* No complete HTTP answer, whatever code was seen before it broke. */
+		CHECK_INT_EQ(classify_answer(calls[c], false, 200), ANSWER_UNAVAILABLE, "call %d", (int) calls[c]);
+		CHECK_INT_EQ(classify_answer(calls[c], false, 0), ANSWER_UNAVAILABLE, "call %d", (int) calls[c]);
+	}
+	CHECK_STR_EQ(registry_call_method(CALL_START_IMPORT), "PUT", "start method");
+	CHECK_STR_EQ(registry_call_method(CALL_FORCE_CANCEL), "DELETE", "cancel method");
+	CHECK_STR_EQ(registry_call_method(CALL_TAGS), "GET", "tags method");
+	CHECK(!registry_call_follows_redirects(CALL_START_PRE_IMPORT), "PUT does not follow");
+	CHECK(!registry_call_follows_redirects(CALL_CANCEL), "DELETE does not follow");
+	CHECK(registry_call_follows_redirects(CALL_STATUS), "GET follows");
+	CHECK(registry_call_follows_redirects(CALL_TAGS), "GET follows");
+}
+
+static void
+check_retry_after(const char *value, time_t now, bool ok, long long want)
+{
+	int64_t		seconds = -12345;
+	bool		got = parse_retry_after(value, now, &seconds);
+
+	CHECK_INT_EQ(got, ok, "Retry-After \"%s\" parsed", value);
+	if (ok && got)
+		CHECK_INT_EQ(seconds, want, "Retry-After \"%s\"", value);
+}
+
+static void
+test_retry_after(void)
+{
+	time_t		date = curl_getdate("Wed, 21 Oct 2015 07:28:00 GMT", NULL);
+
+	CHECK(date != -1, "curl parses the reference date");
+	check_retry_after("120", 0, true, 120);
+	check_retry_after(" 5 ", 0, true, 5);
+	check_retry_after("0", 0, true, 0);
+	check_retry_after("-1", 0, false, 0);
+	check_retry_after("12abc", 0, false, 0);
+	check_retry_after("", 0, false, 0);
+	check_retry_after("soon", 0, false, 0);
+	check_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", date - 90, true, 90);
+	check_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", date + 90, true, 0);
+}
+
+static void
+check_link(const char *value, bool ok, const char *want)
+{
+	char		out[64] = "unchanged";
+	bool		got = link_header_next(value, out, sizeof(out));
+
+	CHECK_INT_EQ(got, ok, "Link \"%s\" has a next page", value);
+	if (ok && got)
+		CHECK_STR_EQ(out, want, "next page of Link \"%s\"", value);
+}
+
+static void
+test_link(void)
+{
+	check_link("</v2/a/tags/list?n=2&last=b>; rel=\"next\"", true, "/v2/a/tags/list?n=2&last=b");
+	check_link("</v2/a?p=1>; rel=\"prev\", </v2/a?p=3>; rel=\"next\"", true, "/v2/a?p=3");
+	check_link("</v2/a?p=1>; rel=\"prev\"", false, NULL);
+	check_link("</v2/a?p=3>; rel=next", true, "/v2/a?p=3");
+	check_link("", false, NULL);
+	check_link("<unterminated; rel=\"next\"", false, NULL);
+	/* A target longer than the buffer is refused, not cut. */
+	check_link("</v2/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa>; rel=\"next\"",
+			   false, NULL);
+}
+
+void
+test_registry_api(void)
+{
+	test_urls();
+	test_classification();
+	test_retry_after();
+	test_link();
+}
