@@ -20,7 +20,7 @@ jwt_load_private_key(const char *path, char *err, size_t errlen)
 
 	if (file == NULL)
 	{
-		snprintf(err, errlen, "could not open the key file: %s", strerror(errno));
+		snprintf(err, errlen, "could not open it: %s", strerror(errno));
 		return NULL;
 	}
 	key = PEM_read_PrivateKey(file, NULL, NULL, NULL);
@@ -28,7 +28,7 @@ jwt_load_private_key(const char *path, char *err, size_t errlen)
 	if (key == NULL || EVP_PKEY_base_id(key) != EVP_PKEY_RSA)
 	{
 		EVP_PKEY_free(key);
-		snprintf(err, errlen, "the key file does not hold an unencrypted RSA private key in PEM format");
+		snprintf(err, errlen, "not an unencrypted RSA private key in PEM format");
 		return NULL;
 	}
 	return key;
