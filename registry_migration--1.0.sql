@@ -202,6 +202,19 @@ CREATE FUNCTION @extschema@.registry_tags_count(path text)
     LANGUAGE c VOLATILE STRICT
     AS 'MODULE_PATHNAME', 'rm_registry_tags_count';
 
+CREATE FUNCTION @extschema@.registry_import_statuses(paths text[])
+    RETURNS TABLE (path text, registry_status text, answer text,
+                   http_status integer, problem text)
+    LANGUAGE c VOLATILE STRICT
+    AS 'MODULE_PATHNAME', 'rm_registry_import_statuses';
+
+-- Troubleshooting: one raw request and how it is read; changes no row.
+CREATE FUNCTION @extschema@.registry_request(call text, path text)
+    RETURNS TABLE (answer text, http_status integer, registry_status text,
+                   tags bigint, retry_after_seconds bigint, problem text)
+    LANGUAGE c VOLATILE STRICT
+    AS 'MODULE_PATHNAME', 'rm_registry_request';
+
 -- Views (SPEC §2.5, §10).
 
 CREATE VIEW @extschema@.state_counts AS

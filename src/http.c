@@ -155,18 +155,25 @@ new_easy(HttpTransfer *t, Running *r)
 	return easy;
 }
 
+static long
+status_code(CURL *easy)
+{
+	long		code = 0;
+
+	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
+	return code;
+}
+
 /* Where a timed-out transfer was, from what it had received. */
 static const char *
 timeout_phase(CURL *easy)
 {
 	curl_off_t	connected = 0;
-	long		code = 0;
 
 	curl_easy_getinfo(easy, CURLINFO_CONNECT_TIME_T, &connected);
-	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
 	if (connected == 0)
 		return "while connecting";
-	return code == 0 ? "while waiting for the answer" : "while reading the answer";
+	return status_code(easy) == 0 ? "while waiting for the answer" : "while reading the answer";
 }
 
 static char *
@@ -192,7 +199,10 @@ describe_failure(CURL *easy, CURLcode rc, const Running *r)
 		case CURLE_TOO_MANY_REDIRECTS:
 			return psprintf("more than %d redirects", MAX_REDIRECTS);
 		case CURLE_UNSUPPORTED_PROTOCOL:
-			return psprintf("redirect to a URL that is not http or https (%s)", detail);
+			/* After a complete 3xx it is the redirect's target; else an HTTP/0.9 reply. */
+			if (status_code(easy) >= 300 && status_code(easy) < 400)
+				return psprintf("redirect to a URL that is not http or https (%s)", detail);
+			return psprintf("not an HTTP answer (%s)", detail);
 		case CURLE_GOT_NOTHING:
 			return psprintf("connection closed without an answer (%s)", detail);
 		case CURLE_WEIRD_SERVER_REPLY:
@@ -209,9 +219,8 @@ describe_failure(CURL *easy, CURLcode rc, const Running *r)
 static void
 finish(HttpTransfer *t, Running *r, CURLcode rc)
 {
-	long		code = 0;
+	long		code = status_code(r->easy);
 
-	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
 	t->http_status = code;
 	/* A body over the cap is still an answer, with an unusable body (SPEC §8). */
 	t->body_too_large = r->too_large || rc == CURLE_FILESIZE_EXCEEDED;
