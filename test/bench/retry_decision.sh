@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 . scripts/lib/cluster.sh
 dir=$(mktemp -d /tmp/registry_migration_bench.XXXXXX)
 chmod 755 "$dir"
-trap 'cluster_stop "$dir"' EXIT
+trap 'cluster_stop "$dir/pg"; rm -rf "$dir"' EXIT
 cluster_start "$dir/pg" -c max_parallel_workers_per_gather=0
 
 psql -X -q -v ON_ERROR_STOP=1 -c 'CREATE EXTENSION registry_migration'

@@ -15,7 +15,6 @@ Standard library only: it runs with Debian's /usr/bin/python3, also as the
 
 import argparse
 import base64
-import binascii
 import collections
 import hashlib
 import heapq
@@ -27,6 +26,7 @@ import json
 import os
 import random
 import re
+import select
 import signal
 import socket
 import ssl
@@ -58,6 +58,10 @@ HISTORY_LENGTH = 50
 
 class UserError(Exception):
     """A bad control request or a bad command line: reported, never fatal."""
+
+
+class Conflict(Exception):
+    """A control request that does not fit the repository's state (409)."""
 
 
 # ---------------------------------------------------------------------------
@@ -853,7 +857,7 @@ class Registry:
             if repo is None:
                 raise LookupError(f"unknown repository {path}")
             if repo.step is None:
-                raise UserError(f"{path}: no step running")
+                raise Conflict(f"{path}: no step running")
             self.end_step(repo, outcome, cause, detail)
             return repo.status_body()
 
@@ -992,19 +996,27 @@ class Stats:
         self.peak_in_flight = 0
         self.total = 0
 
-    def begin(self):
+    def begin(self, entry):
+        """Log a request when it arrives (a hanging one shows up at once);
+        its answer fields are filled in by end()."""
         with self.lock:
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-            return next(self.sequence)
+            entry["seq"] = next(self.sequence)
+            self.log.append(entry)
 
-    def end(self, entry):
+    def answered(self, entry, code, duration_ms):
+        """Record the answer (None: none was sent) before it is written."""
+        with self.lock:
+            self.total += 1
+            # Only values change, never keys: a concurrent JSON dump stays safe.
+            entry.update(code=code, duration_ms=duration_ms, completed=True)
+            self.by_kind[entry["kind"]]["none" if code is None else str(code)] += 1
+
+    def leave(self):
+        """The request is over, its answer written: no longer concurrent."""
         with self.lock:
             self.in_flight -= 1
-            self.total += 1
-            code = entry["code"]
-            self.by_kind[entry["kind"]]["none" if code is None else str(code)] += 1
-            self.log.append(entry)
 
     def entries(self, since):
         with self.lock:
@@ -1159,6 +1171,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def app(self):
         return self.server.app
 
+    def version_string(self):
+        return self.server_version
+
     def log_message(self, format, *args):
         if self.app.options.verbose:
             super().log_message(format, *args)
@@ -1177,6 +1192,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def dispatch(self):
         self.answer_code = None
+        self.log_entry = None  # set for registry requests
         try:
             url = urllib.parse.urlsplit(self.path)
             if url.path.startswith("/_sim/"):
@@ -1214,8 +1230,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def send_raw(self, code, body=b"", headers=None, content_type="application/json"):
-        self.answer_code = code
-        self.send_response(code)
+        self.start_answer(code)
         for name, value in (headers or {}).items():
             self.send_header(name, str(value))
         no_body = code < 200 or code in (204, 304)
@@ -1238,24 +1253,40 @@ class Handler(http.server.BaseHTTPRequestHandler):
         kind, path, needs_slash = parse_route(self.command, url.path)
         request = {"method": self.command, "kind": kind, "path": path,
                    "import_type": query.get("import_type")}
-        entry = {"seq": app.stats.begin(), "time": time.time(), "method": self.command,
+        entry = {"seq": None, "time": time.time(), "method": self.command,
                  "raw_path": url.path, "query": url.query, "kind": kind,
                  "repository": path, "import_type": request["import_type"],
-                 "user_agent": self.headers.get("User-Agent"), "fault": None, "code": None}
+                 "user_agent": self.headers.get("User-Agent"), "fault": None,
+                 "code": None, "completed": False, "duration_ms": None}
         entry.update(app.inspect_token(self.headers, kind, path))
+        app.stats.begin(entry)
+        self.log_entry = entry
         try:
             self.read_body()
             self.registry_answer(url, query, request, needs_slash, entry)
         finally:
-            entry["code"] = self.answer_code
-            entry["duration_ms"] = round((time.time() - entry["time"]) * 1000, 3)
-            app.stats.end(entry)
+            self.finish_log()  # requests that got no answer (drop, hang, ...)
+            app.stats.leave()
+
+    def start_answer(self, code):
+        """Write the status line, after completing the log entry: a client
+        that reads the log right after its answer finds the code there."""
+        self.answer_code = code
+        self.finish_log()
+        self.send_response(code)
+
+    def finish_log(self):
+        entry, self.log_entry = self.log_entry, None
+        if entry is not None:
+            self.app.stats.answered(entry, self.answer_code,
+                                    round((time.time() - entry["time"]) * 1000, 3))
 
     def registry_answer(self, url, query, request, needs_slash, entry):
         app = self.app
         if app.stopping:
             self.close_connection = True
-            return self.send_json(503, error_envelope("UNAVAILABLE", "registry shutting down"))
+            return self.send_json(503, error_envelope("UNAVAILABLE", "registry shutting down"),
+                                  {"Connection": "close"})
         latency = app.config["latency_ms"]
         if latency:
             app.stop_event.wait(latency / 1000)
@@ -1324,9 +1355,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_raw(int(action.get("code", 302)), b"", headers, "text/plain")
 
     def fault_hang(self, action, request):
-        # Never answer; each connection has its own thread, so only this one waits.
-        self.app.stop_event.wait(float(action.get("seconds", 3600)))
+        # Never answer; each connection has its own thread, so only this one
+        # waits. It ends early when the client gives up, freeing the thread.
+        deadline = time.monotonic() + float(action.get("seconds", 3600))
+        while not self.app.stop_event.is_set() and time.monotonic() < deadline:
+            if self.client_gone(min(0.25, max(0.0, deadline - time.monotonic()))):
+                break
         self.close_connection = True
+
+    def client_gone(self, wait):
+        readable, _, _ = select.select([self.connection], [], [], wait)
+        if not readable:
+            return False
+        try:
+            if self.connection.recv(1, socket.MSG_PEEK) == b"":
+                return True
+        except OSError:
+            return True
+        # Data pipelined behind the hanging request: keep waiting, without spinning.
+        self.app.stop_event.wait(wait)
+        return False
 
     def fault_drop(self, action, request):
         self.close_connection = True
@@ -1338,8 +1386,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def fault_truncate(self, action, request):
         body = json.dumps(self.fake_status(request, "pre_import_complete")).encode()
         sent = body[:len(body) // 2]
-        self.answer_code = int(action.get("code", 200))
-        self.send_response(self.answer_code)
+        self.start_answer(int(action.get("code", 200)))
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body) + int(action.get("missing", 100))))
         self.end_headers()
@@ -1363,8 +1410,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         head = (head + ', "padding": "').encode()
         tail = b'"}'
         padding = max(0, size - len(head) - len(tail))
-        self.answer_code = 200
-        self.send_response(200)
+        self.start_answer(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(head) + padding + len(tail)))
         self.end_headers()
@@ -1396,6 +1442,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             code, data = 400, {"error": str(error)}
         except LookupError as error:
             code, data = 404, {"error": str(error.args[0]) if error.args else "not found"}
+        except Conflict as error:
+            code, data = 409, {"error": str(error)}
         self.send_json(code, data)
 
     def control(self, method, route, query, body):
@@ -1418,7 +1466,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             ("GET", "repositories"): lambda: registry.state_json(True)["repositories"],
             ("POST", "repositories"): lambda: {"added": registry.add(
                 require(body, "repositories", list))},
-            ("GET", "requests"): lambda: app.stats.entries(int(params.get("since", 0))),
+            ("GET", "requests"): lambda: app.stats.entries(as_sequence(params.get("since"))),
             ("DELETE", "requests"): lambda: app.stats.clear_log() or {"cleared": True},
             ("GET", "notifications"): app.notifier.entries,
             ("DELETE", "notifications"): lambda: app.notifier.clear() or {"cleared": True},
@@ -1460,6 +1508,13 @@ def require(body, key, kind):
     if not isinstance(body, dict) or not isinstance(body.get(key), kind):
         raise UserError(f"the body needs {key!r} ({kind.__name__})")
     return body[key]
+
+
+def as_sequence(value):
+    try:
+        return int(value or 0)
+    except ValueError:
+        raise UserError("since must be an integer") from None
 
 
 def finish_outcome(body):

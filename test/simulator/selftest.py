@@ -1,0 +1,974 @@
+#!/usr/bin/python3
+"""Self-test of registry_simulator.py: every SPEC §8.3 rule, every fault
+action, tag pagination, token verification, shutdown, and a load run.
+
+Run: /usr/bin/python3 test/simulator/selftest.py   (about 30 s)
+"""
+
+import base64
+import hashlib
+import http.client
+import http.server
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCRIPT = os.path.join(HERE, "registry_simulator.py")
+PYTHON = "/usr/bin/python3"
+sys.path.insert(0, HERE)
+sys.dont_write_bytecode = True  # keep the source tree clean
+import registry_simulator  # noqa: E402  (for the key-loading unit checks)
+
+
+# ---------------------------------------------------------------------------
+# Helpers: the simulator process, a notification receiver, raw HTTP
+# ---------------------------------------------------------------------------
+
+class Simulator:
+    def __init__(self, *args):
+        self.process = subprocess.Popen([PYTHON, SCRIPT, "--port", "0", *args],
+                                        stdout=subprocess.PIPE, text=True)
+        ready, _, _ = select.select([self.process.stdout], [], [], 10)
+        line = self.process.stdout.readline() if ready else ""
+        if not line.startswith("listening on http://127.0.0.1:"):
+            self.process.kill()
+            raise RuntimeError(f"simulator did not start: {line!r}")
+        self.port = int(line.strip().rsplit(":", 1)[1])
+
+    def connection(self, timeout=10):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def request(self, method, target, headers=None, body=None):
+        """One request on a fresh connection: (status, headers, body bytes)."""
+        connection = self.connection()
+        try:
+            connection.request(method, target, body=body, headers=headers or {})
+            response = connection.getresponse()
+            return response.status, response.headers, response.read()
+        finally:
+            connection.close()
+
+    def json_request(self, method, target, headers=None):
+        status, headers, body = self.request(method, target, headers)
+        return status, headers, json.loads(body) if body else None
+
+    def control(self, method, route, body=None, expect=200):
+        payload = None if body is None else json.dumps(body)
+        status, _, data = self.request(method, f"/_sim/{route}", body=payload)
+        data = json.loads(data)
+        if expect is not None and status != expect:
+            raise AssertionError(f"{method} /_sim/{route}: {status} {data}")
+        return data
+
+    def add(self, *repositories):
+        return self.control("POST", "repositories", {"repositories": list(repositories)})
+
+    def start(self, path, import_type="pre", headers=None):
+        return self.json_request("PUT", f"/gitlab/v1/import/{path}/?import_type={import_type}",
+                                 headers)
+
+    def status(self, path, headers=None):
+        return self.json_request("GET", f"/gitlab/v1/import/{path}/", headers)
+
+    def cancel(self, path, force=False, headers=None):
+        query = "?force=true" if force else ""
+        return self.json_request("DELETE", f"/gitlab/v1/import/{path}/{query}", headers)
+
+    def wait_status(self, path, wanted, timeout=5):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.control("GET", f"repositories/{path}")["status"]
+            if status == wanted:
+                return status
+            time.sleep(0.02)
+        raise AssertionError(f"{path}: status {status!r}, wanted {wanted!r}")
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process.stdout.close()
+        return self.process.returncode
+
+
+class Receiver:
+    """The application side of notifications: records every PUT."""
+
+    def __init__(self):
+        self.received = []
+        self.condition = threading.Condition()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_PUT(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with receiver.condition:
+                    receiver.received.append({"path": self.path,
+                                              "authorization": self.headers.get("Authorization"),
+                                              "body": json.loads(body)})
+                    receiver.condition.notify_all()
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/notify"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait(self, count, timeout=5):
+        with self.condition:
+            self.condition.wait_for(lambda: len(self.received) >= count, timeout)
+            return list(self.received)
+
+    def clear(self):
+        with self.condition:
+            self.received.clear()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def raw_exchange(port, request, timeout=5):
+    """Send raw bytes, read until the peer closes: (bytes, seconds, closed)."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        chunks = []
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return b"".join(chunks), time.monotonic() - started, True
+                chunks.append(chunk)
+        except socket.timeout:
+            return b"".join(chunks), time.monotonic() - started, False
+
+
+def raw_get(path):
+    return f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+
+
+def errors_code(body):
+    return body["errors"][0]["code"]
+
+
+# ---------------------------------------------------------------------------
+# §8.3 rules
+# ---------------------------------------------------------------------------
+
+class RegistryBehaviour(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.receiver = Receiver()
+        cls.sim = Simulator("--pre-import-seconds", "0.2", "--import-seconds", "0.1",
+                            "--max-imports", "3", "--cancel-cooldown", "0.6",
+                            "--retry-after", "7", "--notify-url", cls.receiver.url,
+                            "--notify-secret", "s3cret")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sim.stop()
+        cls.receiver.close()
+
+    def setUp(self):
+        self.sim.control("POST", "reset")
+        self.receiver.clear()
+
+    def test_full_cycle_and_notifications(self):
+        sim = self.sim
+        sim.add({"path": "group/sub/image", "tags": 2})
+        code, _, body = sim.start("group/sub/image", "pre")
+        self.assertEqual((code, body["status"]), (202, "pre_import_in_progress"))
+        self.assertEqual(body["name"], "image")
+        sim.wait_status("group/sub/image", "pre_import_complete")
+        code, _, body = sim.start("group/sub/image", "final")
+        self.assertEqual((code, body["status"]), (202, "import_in_progress"))
+        sim.wait_status("group/sub/image", "import_complete")
+        self.assertEqual(sim.start("group/sub/image", "pre")[0], 200)
+        self.assertEqual(sim.start("group/sub/image", "final")[0], 200)
+        received = self.receiver.wait(2)
+        self.assertEqual([r["body"]["status"] for r in received],
+                         ["pre_import_complete", "import_complete"])
+        for notification in received:
+            self.assertEqual(notification["path"], "/notify/group/sub/image")
+            self.assertEqual(notification["authorization"], "s3cret")
+            self.assertEqual(set(notification["body"]), {"name", "path", "status", "detail"})
+            self.assertEqual(notification["body"]["name"], "image")
+        log = sim.control("GET", "notifications")
+        self.assertEqual([e["outcome"] for e in log], ["delivered", "delivered"])
+        self.assertTrue(all(e["authorization_sent"] for e in log))
+
+    def test_start_400_import_type(self):
+        self.sim.add({"path": "g/a"})
+        for query in ("", "?import_type=", "?import_type=full", "?import_type=PRE"):
+            code, _, body = self.sim.json_request("PUT", f"/gitlab/v1/import/g/a/{query}")
+            self.assertEqual(code, 400, query)
+            self.assertEqual(errors_code(body), "INVALID_QUERY_PARAMETER_VALUE")
+        # 400 comes first, even for an unknown repository
+        self.assertEqual(self.sim.json_request("PUT", "/gitlab/v1/import/nope/x/")[0], 400)
+
+    def test_start_404_unknown(self):
+        self.sim.add({"path": "g/gone", "exists": False})
+        for path in ("g/unknown", "g/gone"):
+            code, _, body = self.sim.start(path, "pre")
+            self.assertEqual((code, errors_code(body)), (404, "NAME_UNKNOWN"))
+
+    def test_start_200_native_and_complete(self):
+        self.sim.add({"path": "g/native", "native": True, "exists": False},
+                     {"path": "g/done", "status": "import_complete"})
+        for path in ("g/native", "g/done"):
+            for import_type in ("pre", "final"):
+                self.assertEqual(self.sim.start(path, import_type)[0], 200)
+        self.assertEqual(self.sim.status("g/native")[2]["status"], "native")
+
+    def test_start_425_and_409(self):
+        self.sim.add({"path": "g/p", "pre_import_outcomes": ["hang"]},
+                     {"path": "g/f", "status": "pre_import_complete",
+                      "import_outcomes": ["hang"]})
+        self.assertEqual(self.sim.start("g/p", "pre")[0], 202)
+        for import_type in ("pre", "final"):
+            code, _, body = self.sim.start("g/p", import_type)
+            self.assertEqual((code, errors_code(body)), (425, "PRE_IMPORT_IN_PROGRESS"))
+        self.assertEqual(self.sim.start("g/f", "final")[0], 202)
+        for import_type in ("pre", "final"):
+            code, _, body = self.sim.start("g/f", import_type)
+            self.assertEqual((code, errors_code(body)), (409, "IMPORT_IN_PROGRESS"))
+
+    def test_start_429_import_limit(self):
+        sim = self.sim
+        sim.add(*[{"path": f"g/h{i}", "pre_import_outcomes": ["hang"]} for i in range(4)],
+                {"path": "g/native", "native": True})
+        for i in range(3):
+            self.assertEqual(sim.start(f"g/h{i}")[0], 202)
+        code, headers, body = sim.start("g/h3")
+        self.assertEqual((code, errors_code(body)), (429, "IMPORT_RATE_LIMIT"))
+        self.assertEqual(headers["Retry-After"], "7")
+        # ordering: 404 before the limit, the limit before 200 and 425
+        self.assertEqual(sim.start("g/unknown")[0], 404)
+        self.assertEqual(sim.start("g/native")[0], 429)
+        self.assertEqual(sim.start("g/h0")[0], 429)
+        self.assertEqual(sim.json_request("PUT", "/gitlab/v1/import/g/h3/")[0], 400)
+        state = sim.control("GET", "state?repositories=0")
+        self.assertEqual((state["running_steps"], state["peak_running_steps"]), (3, 3))
+        # a canceled step frees its slot
+        sim.control("POST", "cancel", {"path": "g/h0"})
+        self.assertEqual(sim.start("g/h3")[0], 202)
+
+    def test_424_cases(self):
+        sim = self.sim
+        sim.add({"path": "g/new"}, {"path": "g/failed", "pre_import_outcomes": ["failed"]},
+                {"path": "g/canceled", "pre_import_outcomes": ["hang"]})
+        code, _, body = sim.start("g/new", "final")
+        self.assertEqual((code, errors_code(body)), (424, "PRE_IMPORT_REQUIRED"))
+        sim.start("g/failed", "pre")
+        sim.wait_status("g/failed", "pre_import_failed")
+        code, _, body = sim.start("g/failed", "final")
+        self.assertEqual((code, errors_code(body)), (424, "PRE_IMPORT_FAILED"))
+        self.assertEqual(sim.start("g/failed", "pre")[0], 202)  # a new pre-import is allowed
+        sim.start("g/canceled", "pre")
+        self.assertEqual(sim.cancel("g/canceled")[0], 202)
+        time.sleep(0.7)  # past the cool-down
+        code, _, body = sim.start("g/canceled", "final")
+        self.assertEqual((code, errors_code(body)), (424, "PRE_IMPORT_CANCELED"))
+        self.assertEqual(sim.start("g/canceled", "pre")[0], 202)
+
+    def test_cancel_cooldown(self):
+        sim = self.sim
+        sim.add({"path": "g/c", "pre_import_outcomes": ["hang", "complete"]})
+        sim.start("g/c", "pre")
+        code, _, body = sim.cancel("g/c")
+        self.assertEqual((code, body["status"]), (202, "pre_import_canceled"))
+        for import_type in ("pre", "final"):
+            code, headers, _ = sim.start("g/c", import_type)
+            self.assertEqual(code, 429, import_type)
+            self.assertEqual(headers["Retry-After"], "7")
+        time.sleep(0.7)
+        self.assertEqual(sim.start("g/c", "pre")[0], 202)
+        sim.wait_status("g/c", "pre_import_complete")
+        self.assertEqual(sim.start("g/c", "final")[0], 202)
+
+    def test_outcome_scripts_and_retries(self):
+        sim = self.sim
+        sim.add({"path": "g/s", "pre_import_outcomes": ["failed", "complete"],
+                 "import_outcomes": ["failed", "canceled", "complete"],
+                 "import_seconds": 0.05})
+        sim.start("g/s", "pre")
+        sim.wait_status("g/s", "pre_import_failed")
+        sim.start("g/s", "pre")
+        sim.wait_status("g/s", "pre_import_complete")
+        sim.start("g/s", "final")
+        sim.wait_status("g/s", "import_failed")
+        self.assertEqual(sim.start("g/s", "pre")[0], 202)  # pre after import_failed
+        sim.wait_status("g/s", "pre_import_complete")    # the last outcome repeats
+        sim.start("g/s", "final")
+        sim.wait_status("g/s", "import_canceled")
+        self.assertEqual(sim.start("g/s", "final")[0], 202)  # pre-import still complete
+        sim.wait_status("g/s", "import_complete")
+        repo = sim.control("GET", "repositories/g/s")
+        self.assertEqual(repo["attempts"], {"pre": 3, "final": 3})
+        statuses = [n["body"]["status"] for n in self.receiver.wait(6)]
+        self.assertEqual(statuses, ["pre_import_failed", "pre_import_complete", "import_failed",
+                                    "pre_import_complete", "import_canceled",
+                                    "import_complete"])
+
+    def test_new_pre_import_after_import_canceled(self):
+        self.sim.add({"path": "g/x", "status": "import_canceled"})
+        self.assertEqual(self.sim.start("g/x", "pre")[0], 202)
+
+    def test_canceled_step_not_overwritten(self):
+        sim = self.sim
+        sim.add({"path": "g/late"})
+        sim.start("g/late", "pre")
+        sim.cancel("g/late")
+        time.sleep(0.4)  # the step's own end has passed
+        self.assertEqual(sim.status("g/late")[2]["status"], "pre_import_canceled")
+        received = self.receiver.wait(2, timeout=0.5)
+        self.assertEqual([n["body"]["status"] for n in received], ["pre_import_canceled"])
+
+    def test_status(self):
+        sim = self.sim
+        sim.add({"path": "g/never"}, {"path": "g/native", "native": True},
+                {"path": "a/b/c", "status": "pre_import_failed"})
+        for path in ("g/unknown", "g/never"):
+            code, _, body = sim.status(path)
+            self.assertEqual((code, errors_code(body)), (404, "NAME_UNKNOWN"))
+        code, _, body = sim.status("a/b/c")
+        self.assertEqual(code, 200)
+        self.assertEqual(set(body), {"name", "path", "status", "detail"})
+        self.assertEqual((body["name"], body["path"], body["status"]),
+                         ("c", "a/b/c", "pre_import_failed"))
+        self.assertEqual(sim.status("g/native")[2]["status"], "native")
+
+    def test_cancel(self):
+        sim = self.sim
+        sim.add({"path": "g/idle", "status": "pre_import_failed"}, {"path": "g/never"},
+                {"path": "g/native", "native": True},
+                {"path": "g/pre", "pre_import_outcomes": ["hang"]},
+                {"path": "g/final", "status": "pre_import_complete",
+                 "import_outcomes": ["hang"]},
+                {"path": "g/pre_done", "status": "pre_import_complete"},
+                {"path": "g/done", "status": "import_complete"})
+        for path in ("g/unknown", "g/never"):
+            self.assertEqual(sim.cancel(path)[0], 404)
+        code, _, body = sim.cancel("g/idle")
+        self.assertEqual(code, 400)
+        self.assertNotIn("status", body)
+        self.assertEqual(set(body["errors"][0]), {"code", "message", "detail"})
+        self.assertEqual(errors_code(body), "IMPORT_CANNOT_BE_CANCELED")
+        for force in (False, True):
+            code, _, body = sim.cancel("g/native", force=force)
+            self.assertEqual((code, errors_code(body)), (400, "IMPORT_CANNOT_BE_CANCELED"))
+        sim.start("g/pre", "pre")
+        sim.start("g/final", "final")
+        expected = {"g/pre": (False, "pre_import_canceled"),
+                    "g/final": (False, "import_canceled"),
+                    "g/pre_done": (True, "pre_import_canceled"),
+                    "g/done": (True, "import_canceled")}
+        for path, (force, status) in expected.items():
+            code, _, body = sim.cancel(path, force=force)
+            self.assertEqual((code, body["status"]), (202, status), path)
+            self.assertEqual(set(body), {"name", "path", "status", "detail"})
+        received = self.receiver.wait(4)
+        self.assertEqual(sorted((n["body"]["path"], n["body"]["status"]) for n in received),
+                         sorted((path, status) for path, (_, status) in expected.items()))
+        self.assertEqual(sim.control("GET", "state?repositories=0")["running_steps"], 0)
+
+    def test_registry_cancel_and_hang_outcome(self):
+        sim = self.sim
+        sim.add({"path": "g/stuck", "status": "pre_import_complete",
+                 "import_outcomes": ["hang"]})
+        sim.start("g/stuck", "final")
+        time.sleep(0.3)  # longer than --import-seconds: still running
+        self.assertEqual(sim.status("g/stuck")[2]["status"], "import_in_progress")
+        self.assertEqual(sim.control("POST", "cancel", {"path": "g/stuck"})["status"],
+                         "import_canceled")
+        self.assertEqual(sim.status("g/stuck")[2]["status"], "import_canceled")
+        sim.control("POST", "cancel", {"path": "g/stuck"}, expect=409)
+        sim.control("POST", "cancel", {"path": "g/unknown"}, expect=404)
+        notification = self.receiver.wait(1)[0]
+        self.assertEqual(notification["body"]["status"], "import_canceled")
+        log = sim.control("GET", "notifications")
+        self.assertEqual(log[0]["cause"], "registry_cancel")
+        # finish a stuck step on demand
+        sim.add({"path": "g/stuck2", "pre_import_outcomes": ["hang"]})
+        sim.start("g/stuck2", "pre")
+        sim.control("POST", "finish", {"path": "g/stuck2", "outcome": "failed"})
+        self.assertEqual(sim.status("g/stuck2")[2]["status"], "pre_import_failed")
+
+    def test_lost_notifications(self):
+        sim = self.sim
+        sim.add(*[{"path": f"g/n{i}", "pre_import_seconds": 0.01} for i in range(3)])
+        sim.control("POST", "notification_faults", {"lose": 2})
+        for i in range(3):
+            sim.start(f"g/n{i}")
+            sim.wait_status(f"g/n{i}", "pre_import_complete")
+        received = self.receiver.wait(1)
+        time.sleep(0.2)
+        self.assertEqual([n["body"]["path"] for n in self.receiver.received], ["g/n2"])
+        log = sim.control("GET", "notifications")
+        self.assertEqual([(e["path"], e["outcome"], e["delivered"]) for e in log],
+                         [("g/n0", "lost", False), ("g/n1", "lost", False),
+                          ("g/n2", "delivered", True)])
+        self.assertEqual(received[0]["body"]["status"], "pre_import_complete")
+
+    def test_lose_rate_is_seeded(self):
+        def run():
+            self.sim.control("POST", "reset")
+            self.sim.add(*[{"path": f"g/r{i}", "pre_import_seconds": 0.01} for i in range(20)])
+            self.sim.control("POST", "notification_faults", {"lose_rate": 0.5, "seed": 1})
+            for i in range(20):
+                self.sim.start(f"g/r{i}")
+                self.sim.wait_status(f"g/r{i}", "pre_import_complete")
+            return [e["outcome"] for e in sorted(self.sim.control("GET", "notifications"),
+                                                 key=lambda e: e["path"])]
+        first, second = run(), run()
+        self.assertEqual(first, second)
+        self.assertTrue(0 < first.count("lost") < 20)
+
+    def test_failed_delivery_is_logged_not_retried(self):
+        sim = self.sim
+        with socket.socket() as sock:  # a port nobody listens on
+            sock.bind(("127.0.0.1", 0))
+            dead = f"http://127.0.0.1:{sock.getsockname()[1]}/n"
+        sim.control("POST", "config", {"notify_url": dead})
+        sim.add({"path": "g/d", "pre_import_seconds": 0.01})
+        sim.start("g/d")
+        sim.wait_status("g/d", "pre_import_complete")
+        time.sleep(0.3)
+        log = sim.control("GET", "notifications")
+        self.assertEqual(len(log), 1)
+        self.assertEqual((log[0]["outcome"], log[0]["delivered"]), ("failed", False))
+        self.assertIn("ConnectionRefused", log[0]["error"])
+
+    def test_escaped_paths_and_trailing_slash(self):
+        sim = self.sim
+        sim.add({"path": "grp/my-image.v_1", "tags": 1})
+        code, _, body = sim.start("grp/my%2Dimage%2Ev_1", "pre")
+        self.assertEqual((code, body["path"]), (202, "grp/my-image.v_1"))
+        code, headers, _ = sim.request("GET", "/gitlab/v1/import/grp/my-image.v_1")
+        self.assertEqual((code, headers["Location"]), (301, "/gitlab/v1/import/grp/my-image.v_1/"))
+        self.assertEqual(sim.request("GET", "/gitlab/v1/import/a//b/")[0], 404)
+        self.assertEqual(sim.request("GET", "/elsewhere")[0], 404)
+
+    def test_auto_create(self):
+        sim = self.sim
+        self.assertEqual(sim.start("auto/one")[0], 404)
+        sim.control("POST", "config", {"auto_create": True})
+        self.assertEqual(sim.status("auto/two")[0], 404)  # exists, never imported
+        self.assertEqual(sim.json_request("GET", "/v2/auto/two/tags/list")[2]["tags"], [])
+        self.assertEqual(sim.start("auto/one")[0], 202)
+
+    def test_request_log_and_counters(self):
+        sim = self.sim
+        sim.add({"path": "g/l"})
+        sim.control("DELETE", "requests")
+        sim.start("g/l", headers={"User-Agent": "registry_migration/1.0",
+                                  "Authorization": "Bearer not.a.jwt"})
+        sim.status("g/l")
+        log = sim.control("GET", "requests")
+        self.assertEqual([(e["kind"], e["code"]) for e in log], [("start", 202), ("status", 200)])
+        first = log[0]
+        self.assertEqual((first["method"], first["raw_path"], first["query"]),
+                         ("PUT", "/gitlab/v1/import/g/l/", "import_type=pre"))
+        self.assertEqual(first["user_agent"], "registry_migration/1.0")
+        self.assertTrue(first["token_present"])
+        self.assertIsNone(first["token_valid"])  # no key: tokens are not checked
+        self.assertFalse(log[1]["token_present"])
+        self.assertEqual(len(sim.control("GET", f"requests?since={first['seq']}")), 1)
+        state = sim.control("GET", "state")
+        self.assertEqual(state["requests"]["start"]["202"], 1)
+        self.assertIn("g/l", state["repositories"])
+        sim.control("DELETE", "requests")
+        self.assertEqual(sim.control("GET", "requests"), [])
+
+
+# ---------------------------------------------------------------------------
+# Tag list
+# ---------------------------------------------------------------------------
+
+class TagList(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.sim = Simulator()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sim.stop()
+
+    def setUp(self):
+        self.sim.control("POST", "reset")
+        self.sim.add({"path": "g/img", "tags": ["v3", "latest", "v1", "v2", "beta"]},
+                     {"path": "g/many", "tags": 7}, {"path": "g/old", "exists": False})
+
+    def test_pagination(self):
+        target, pages = "/v2/g/img/tags/list?n=2", []
+        while target:
+            code, headers, body = self.sim.json_request("GET", target)
+            self.assertEqual(code, 200)
+            self.assertEqual(body["name"], "g/img")
+            self.assertEqual(headers["Docker-Distribution-API-Version"], "registry/2.0")
+            pages.append(body["tags"])
+            link = headers.get("Link")
+            target = link[1:link.index(">")] if link else None
+            if link:
+                self.assertTrue(link.endswith('>; rel="next"'))
+        self.assertEqual(pages, [["beta", "latest"], ["v1", "v2"], ["v3"]])
+        code, headers, body = self.sim.json_request("GET", "/v2/g/many/tags/list?n=7")
+        self.assertEqual((len(body["tags"]), headers.get("Link")), (7, None))
+
+    def test_all_and_ignored_n(self):
+        self.assertEqual(len(self.sim.json_request("GET", "/v2/g/many/tags/list")[2]["tags"]), 7)
+        self.sim.control("POST", "config", {"ignore_tags_n": True})
+        code, headers, body = self.sim.json_request("GET", "/v2/g/many/tags/list?n=2")
+        self.assertEqual((len(body["tags"]), headers.get("Link")), (7, None))
+
+    def test_unknown_and_bad_n(self):
+        for path in ("g/nope", "g/old"):
+            code, _, body = self.sim.json_request("GET", f"/v2/{path}/tags/list?n=10")
+            self.assertEqual((code, errors_code(body)), (404, "NAME_UNKNOWN"))
+        self.assertEqual(self.sim.json_request("GET", "/v2/g/img/tags/list?n=x")[0], 400)
+
+
+# ---------------------------------------------------------------------------
+# Fault injection
+# ---------------------------------------------------------------------------
+
+class Faults(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.sim = Simulator()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sim.stop()
+
+    def setUp(self):
+        self.sim.control("POST", "reset")
+        self.sim.add({"path": "g/a", "status": "pre_import_complete"}, {"path": "g/b"})
+
+    def fault(self, action, match=None, times=None):
+        self.sim.control("POST", "faults", {"rules": [
+            {"match": match or {}, "times": times, "action": action}]})
+
+    def test_delay_then_normal_answer(self):
+        self.fault({"type": "delay", "ms": 300}, {"kind": "status"})
+        started = time.monotonic()
+        code, _, body = self.sim.status("g/a")
+        self.assertGreaterEqual(time.monotonic() - started, 0.3)
+        self.assertEqual((code, body["status"]), (200, "pre_import_complete"))
+
+    def test_respond_with_headers_and_times(self):
+        self.fault({"type": "respond", "code": 429, "headers": {"Retry-After": "120"}},
+                   {"method": "PUT", "import_type": "pre"}, times=1)
+        code, headers, _ = self.sim.start("g/b", "pre")
+        self.assertEqual((code, headers["Retry-After"]), (429, "120"))
+        self.assertEqual(self.sim.start("g/b", "pre")[0], 202)  # used up
+        self.fault({"type": "respond", "code": 503, "body": "down for maintenance"})
+        code, headers, body = self.sim.request("GET", "/gitlab/v1/import/g/a/")
+        self.assertEqual((code, body), (503, b"down for maintenance"))
+        rules = self.sim.control("GET", "faults")
+        self.assertEqual(rules[0]["hits"], 1)
+        self.sim.control("DELETE", "faults")
+        self.assertEqual(self.sim.status("g/a")[0], 200)
+
+    def test_match_keys(self):
+        self.fault({"type": "respond", "code": 500},
+                   {"kind": "start", "import_type": "final", "path": "g/a"})
+        self.assertEqual(self.sim.start("g/b", "final")[0], 424)  # other path
+        self.assertEqual(self.sim.start("g/a", "pre")[0], 202)    # other import_type
+        self.assertEqual(self.sim.status("g/a")[0], 200)          # other kind
+        self.sim.control("POST", "finish", {"path": "g/a"})
+        self.assertEqual(self.sim.start("g/a", "final")[0], 500)
+
+    def test_control_api_is_never_faulted(self):
+        self.fault({"type": "drop"})
+        self.assertIn("repositories_count", self.sim.control("GET", "state?repositories=0"))
+
+    def test_redirect(self):
+        self.fault({"type": "redirect", "location": "http://example.invalid/x"})
+        code, headers, _ = self.sim.status("g/a")
+        self.assertEqual((code, headers["Location"]), (302, "http://example.invalid/x"))
+        self.fault({"type": "redirect", "location": "/elsewhere", "code": 307})
+        self.assertEqual(self.sim.start("g/b")[0], 307)
+
+    def test_hang_does_not_block_others(self):
+        self.fault({"type": "hang", "seconds": 1.5}, {"kind": "status", "path": "g/a"})
+        result = {}
+        thread = threading.Thread(target=lambda: result.update(
+            zip(("data", "seconds", "closed"),
+                raw_exchange(self.sim.port, raw_get("/gitlab/v1/import/g/a/")))))
+        thread.start()
+        time.sleep(0.2)
+        started = time.monotonic()
+        self.assertEqual(self.sim.status("g/b")[0], 404)  # answered while the other hangs
+        self.assertLess(time.monotonic() - started, 0.5)
+        thread.join()
+        self.assertEqual(result["data"], b"")
+        self.assertTrue(result["closed"])
+        self.assertGreaterEqual(result["seconds"], 1.4)
+        entries = self.sim.control("GET", "requests")  # in order of arrival
+        self.assertEqual([(e["repository"], e["fault"], e["code"], e["completed"])
+                          for e in entries],
+                         [("g/a", "hang", None, True), ("g/b", None, 404, True)])
+
+    def test_hang_ends_when_the_client_leaves(self):
+        self.fault({"type": "hang", "seconds": 60})
+        with socket.create_connection(("127.0.0.1", self.sim.port)) as sock:
+            sock.sendall(raw_get("/gitlab/v1/import/g/a/"))
+            time.sleep(0.2)
+        deadline = time.monotonic() + 2
+        while self.sim.control("GET", "state?repositories=0")["concurrent_requests"]:
+            self.assertLess(time.monotonic(), deadline, "the hanging thread was not freed")
+            time.sleep(0.05)
+        self.assertTrue(self.sim.control("GET", "requests")[0]["completed"])
+
+    def test_drop(self):
+        self.fault({"type": "drop"})
+        data, seconds, closed = raw_exchange(self.sim.port, raw_get("/gitlab/v1/import/g/a/"))
+        self.assertEqual((data, closed), (b"", True))
+        self.assertLess(seconds, 1)
+
+    def test_garbage(self):
+        self.fault({"type": "garbage"})
+        data, _, closed = raw_exchange(self.sim.port, raw_get("/gitlab/v1/import/g/a/"))
+        self.assertTrue(closed)
+        self.assertTrue(data)
+        self.assertFalse(data.startswith(b"HTTP/"))
+
+    def test_truncate(self):
+        self.fault({"type": "truncate"})
+        data, _, closed = raw_exchange(self.sim.port, raw_get("/gitlab/v1/import/g/a/"))
+        self.assertTrue(closed)
+        head, _, body = data.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"))
+        length = int([line.split(b":")[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length")][0])
+        self.assertGreater(length, len(body))
+        self.assertTrue(body)
+
+    def test_malformed_and_odd_status_bodies(self):
+        self.fault({"type": "malformed_json"}, times=1)
+        code, _, body = self.sim.request("GET", "/gitlab/v1/import/g/a/")
+        self.assertEqual(code, 200)
+        self.assertRaises(ValueError, json.loads, body)
+        self.fault({"type": "status_missing"}, times=1)
+        code, _, body = self.sim.json_request("GET", "/gitlab/v1/import/g/a/")
+        self.assertEqual(code, 200)
+        self.assertNotIn("status", body)
+        self.assertEqual(body["path"], "g/a")
+        self.fault({"type": "status_not_string"}, times=1)
+        self.assertEqual(self.sim.json_request("GET", "/gitlab/v1/import/g/a/")[2]["status"], 42)
+
+    def test_huge_body(self):
+        self.fault({"type": "huge_body", "bytes": 1 << 20}, times=1)
+        code, headers, body = self.sim.request("GET", "/gitlab/v1/import/g/a/")
+        self.assertEqual((code, len(body), int(headers["Content-Length"])),
+                         (200, 1 << 20, 1 << 20))
+        self.assertEqual(json.loads(body)["status"], "pre_import_complete")
+        self.fault({"type": "huge_body"}, times=1)  # 10 MiB; the client hangs up early
+        with socket.create_connection(("127.0.0.1", self.sim.port)) as sock:
+            sock.sendall(raw_get("/gitlab/v1/import/g/a/"))
+            self.assertTrue(sock.recv(65536).startswith(b"HTTP/1.1 200"))
+        self.assertEqual(self.sim.status("g/a")[0], 200)  # the simulator is fine
+
+    def test_keep_alive_after_faults(self):
+        connection = self.sim.connection()
+        self.fault({"type": "respond", "code": 500}, times=1)
+        for expected in (500, 200, 200):
+            connection.request("GET", "/gitlab/v1/import/g/a/")
+            response = connection.getresponse()
+            response.read()
+            self.assertEqual(response.status, expected)
+        connection.close()
+
+    def test_latency(self):
+        self.sim.control("POST", "config", {"latency_ms": 200})
+        started = time.monotonic()
+        self.sim.status("g/a")
+        self.assertGreaterEqual(time.monotonic() - started, 0.2)
+        started = time.monotonic()
+        self.sim.control("GET", "health")
+        self.assertLess(time.monotonic() - started, 0.15)
+
+    def test_bad_rules_rejected(self):
+        for rule in ({"action": {"type": "explode"}}, {"match": {"colour": "red"},
+                                                      "action": {"type": "drop"}},
+                     {"times": -1, "action": {"type": "drop"}}):
+            self.sim.control("POST", "faults", {"rules": [rule]}, expect=400)
+
+
+# ---------------------------------------------------------------------------
+# Tokens
+# ---------------------------------------------------------------------------
+
+def openssl(*args, data=None):
+    return subprocess.run(["openssl", *args], input=data, capture_output=True,
+                          check=True).stdout
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def expected_kid(public_pem):
+    der = openssl("pkey", "-pubin", "-in", public_pem, "-outform", "DER")
+    encoded = base64.b32encode(hashlib.sha256(der).digest()[:30]).decode()
+    return ":".join(encoded[i:i + 4] for i in range(0, 48, 4))
+
+
+class Tokens(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.directory = tempfile.mkdtemp(prefix="simtest")
+        cls.key = os.path.join(cls.directory, "key.pem")
+        cls.other_key = os.path.join(cls.directory, "other.pem")
+        cls.public = os.path.join(cls.directory, "public.pem")
+        for key in (cls.key, cls.other_key):
+            openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                    "-out", key)
+        openssl("pkey", "-in", cls.key, "-pubout", "-out", cls.public)
+        cls.kid = expected_kid(cls.public)
+        cls.sim = Simulator("--jwt-public-key", cls.public, "--pre-import-seconds", "0.1")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sim.stop()
+        shutil.rmtree(cls.directory)
+
+    def setUp(self):
+        self.sim.control("POST", "reset")
+        self.sim.add({"path": "g/a", "tags": 3})
+
+    def token(self, key=None, header=None, **claims):
+        now = int(time.time())
+        body = {"iss": "registry_migration", "aud": "container_registry", "iat": now,
+                "nbf": now, "exp": now + 300, "jti": str(now),
+                "access": [{"type": "registry", "name": "import", "actions": ["*"]}]}
+        body.update(claims)
+        head = {"alg": "RS256", "typ": "JWT", "kid": self.kid}
+        head.update(header or {})
+        signing_input = f"{b64url(json.dumps(head).encode())}.{b64url(json.dumps(body).encode())}"
+        signature = openssl("dgst", "-sha256", "-sign", key or self.key,
+                            data=signing_input.encode())
+        return f"{signing_input}.{b64url(signature)}"
+
+    @staticmethod
+    def bearer(token):
+        return {"Authorization": f"Bearer {token}"}
+
+    def test_key_id_matches_openssl(self):
+        self.assertEqual(self.sim.control("GET", "config")["jwt"]["kid"], self.kid)
+        # the same key id from the private key and from a certificate
+        certificate = os.path.join(self.directory, "cert.pem")
+        openssl("req", "-x509", "-new", "-key", self.key, "-subj", "/CN=test", "-days", "1",
+                "-out", certificate)
+        rsa_private = os.path.join(self.directory, "rsa.pem")
+        openssl("rsa", "-in", self.key, "-traditional", "-out", rsa_private)
+        for path in (self.key, certificate, rsa_private):
+            self.assertEqual(registry_simulator.load_rsa_public_key(path).kid, self.kid, path)
+
+    def test_valid_tokens(self):
+        import_token = self.token()
+        code, _, _ = self.sim.start("g/a", headers=self.bearer(import_token))
+        self.assertEqual(code, 202)
+        self.assertEqual(self.sim.status("g/a", headers=self.bearer(import_token))[0], 200)
+        pull = self.token(access=[{"type": "repository", "name": "g/a",
+                                   "actions": ["pull", "push"]}])
+        code, _, body = self.sim.json_request("GET", "/v2/g/a/tags/list?n=10",
+                                              self.bearer(pull))
+        self.assertEqual((code, len(body["tags"])), (200, 3))
+        # within the 60 s leeway
+        now = int(time.time())
+        self.assertEqual(self.sim.status("g/a", self.bearer(
+            self.token(exp=now - 30, nbf=now + 30)))[0], 200)
+        log = self.sim.control("GET", "requests")
+        self.assertTrue(all(e["token_present"] and e["token_valid"] for e in log))
+        self.assertEqual(log[0]["claims"]["access"][0]["name"], "import")
+        self.assertEqual(log[0]["token_header"]["kid"], self.kid)
+
+    def test_invalid_tokens(self):
+        now = int(time.time())
+        tampered = self.token()
+        tampered = tampered[:-6] + ("AAAAAA" if not tampered.endswith("AAAAAA") else "BBBBBB")
+        cases = {
+            "wrong key": self.token(key=self.other_key),
+            "expired": self.token(exp=now - 120),
+            "not yet valid": self.token(nbf=now + 120),
+            "no exp": self.token(exp=None),
+            "wrong aud": self.token(aud="other"),
+            "aud list": self.token(aud=["container_registry"]),
+            "wrong iss": self.token(iss="someone"),
+            "wrong kid": self.token(header={"kid": "ABCD:" * 11 + "ABCD"}),
+            "no kid": self.token(header={"kid": None}),
+            "wrong alg": self.token(header={"alg": "RS512"}),
+            "wrong access": self.token(access=[{"type": "repository", "name": "g/a",
+                                                "actions": ["pull"]}]),
+            "import without *": self.token(access=[{"type": "registry", "name": "import",
+                                                    "actions": ["pull"]}]),
+            "tampered": tampered,
+            "garbage": "abc.def",
+        }
+        for name, token in cases.items():
+            code, headers, body = self.sim.status("g/a", self.bearer(token))
+            self.assertEqual(code, 401, name)
+            self.assertEqual(errors_code(body), "UNAUTHORIZED")
+            self.assertIn("Bearer", headers["WWW-Authenticate"])
+        code, _, _ = self.sim.start("g/a")  # no token at all
+        self.assertEqual(code, 401)
+        # a tag-list token for another repository, an import token on the tag list
+        for access in ([{"type": "repository", "name": "g/other", "actions": ["pull"]}],
+                       [{"type": "registry", "name": "import", "actions": ["*"]}]):
+            code = self.sim.json_request("GET", "/v2/g/a/tags/list",
+                                         self.bearer(self.token(access=access)))[0]
+            self.assertEqual(code, 401)
+        log = self.sim.control("GET", "requests")
+        self.assertTrue(all(e["token_valid"] is False for e in log))
+        self.assertTrue(all(e["token_error"] for e in log))
+        self.assertEqual(self.sim.control("GET", "repositories/g/a")["status"], None)
+
+
+# ---------------------------------------------------------------------------
+# Shutdown and load
+# ---------------------------------------------------------------------------
+
+class Lifecycle(unittest.TestCase):
+    def test_port_file_and_options(self):
+        with tempfile.TemporaryDirectory() as directory:
+            port_file = os.path.join(directory, "port")
+            sim = Simulator("--port-file", port_file)
+            try:
+                with open(port_file) as handle:
+                    self.assertEqual(int(handle.read()), sim.port)
+            finally:
+                self.assertEqual(sim.stop(), 0)
+
+    def test_shutdown_cancels_running_steps(self):
+        receiver = Receiver()
+        sim = Simulator("--notify-url", receiver.url, "--notify-secret", "x",
+                        "--pre-import-seconds", "30")
+        try:
+            sim.add({"path": "g/long"}, {"path": "g/stuck", "status": "pre_import_complete",
+                                         "import_outcomes": ["hang"]}, {"path": "g/idle"})
+            self.assertEqual(sim.start("g/long", "pre")[0], 202)
+            self.assertEqual(sim.start("g/stuck", "final")[0], 202)
+            started = time.monotonic()
+            self.assertEqual(sim.stop(), 0)
+            self.assertLess(time.monotonic() - started, 5)
+            received = receiver.wait(2, timeout=2)
+            self.assertEqual(sorted((n["body"]["path"], n["body"]["status"]) for n in received),
+                             [("g/long", "pre_import_canceled"),
+                              ("g/stuck", "import_canceled")])
+        finally:
+            sim.stop()
+            receiver.close()
+
+    def test_sigint_exits_cleanly(self):
+        sim = Simulator()
+        sim.process.send_signal(signal.SIGINT)
+        self.assertEqual(sim.process.wait(10), 0)
+        sim.stop()
+
+    def test_300_simultaneous_connections(self):
+        sim = Simulator("--auto-create")
+        try:
+            barrier, codes = threading.Barrier(300), []
+
+            def client(index):
+                connection = sim.connection(timeout=30)
+                barrier.wait()
+                connection.request("PUT", f"/gitlab/v1/import/burst/r{index}/?import_type=pre")
+                response = connection.getresponse()
+                response.read()
+                codes.append(response.status)
+                connection.close()
+
+            threads = [threading.Thread(target=client, args=(i,)) for i in range(300)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            self.assertEqual(codes, [202] * 300)
+            state = sim.control("GET", "state?repositories=0")
+            self.assertEqual(state["running_steps"], 300)
+        finally:
+            self.assertEqual(sim.stop(), 0)
+
+    def test_load_2000_repositories_100_clients(self):
+        receiver = Receiver()
+        sim = Simulator("--pre-import-seconds", "0.05", "--import-seconds", "0.05",
+                        "--notify-url", receiver.url)
+        try:
+            paths = [f"load/group{i % 50}/image{i}" for i in range(2000)]
+            sim.add(*[{"path": path, "tags": 1} for path in paths])
+            errors = []
+
+            def client(share):
+                connection = sim.connection(timeout=30)
+
+                def call(method, target):
+                    connection.request(method, target)
+                    response = connection.getresponse()
+                    return response.status, json.loads(response.read())
+
+                try:
+                    for path in share:
+                        for import_type, done in (("pre", "pre_import_complete"),
+                                                  ("final", "import_complete")):
+                            base = f"/gitlab/v1/import/{path}/"
+                            code, _ = call("PUT", f"{base}?import_type={import_type}")
+                            if code != 202:
+                                errors.append((path, import_type, code))
+                                return
+                            while call("GET", base)[1]["status"] != done:
+                                time.sleep(0.02)
+                except Exception as error:  # reported below
+                    errors.append(repr(error))
+                finally:
+                    connection.close()
+
+            started = time.monotonic()
+            threads = [threading.Thread(target=client, args=(paths[i::100],))
+                       for i in range(100)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            elapsed = time.monotonic() - started
+            self.assertEqual(errors, [])
+            state = sim.control("GET", "state?repositories=0")
+            self.assertEqual(state["statuses"], {"import_complete": 2000})
+            self.assertEqual(state["requests"]["start"], {"202": 4000})
+            self.assertGreaterEqual(state["peak_concurrent_requests"], 20)
+            self.assertGreaterEqual(state["peak_running_steps"], 20)
+            self.assertEqual(len(receiver.wait(4000, timeout=10)), 4000)
+            print(f"\n  load: 2000 repositories in {elapsed:.1f} s, "
+                  f"{state['requests_total']} requests, peak "
+                  f"{state['peak_concurrent_requests']} concurrent, "
+                  f"{state['peak_running_steps']} running steps", file=sys.stderr)
+        finally:
+            self.assertEqual(sim.stop(), 0)
+            receiver.close()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
