@@ -150,6 +150,21 @@ is(scalar(keys %jti), 1, 'the import token is reused within a session');
 is($import[0]{claims}{exp} - $import[0]{claims}{iat}, 300, 'token lifetime 5 minutes');
 like($log[0]{user_agent}, qr{^registry_migration/1\.0$}, 'User-Agent names the extension and version');
 
+# The token settings take effect on reload.
+$node->append_conf('postgresql.conf', "registry_migration.jwt_token_lifetime = '2min'\n");
+$node->reload;
+$since_tokens = $sim->requests->[-1]{seq};
+request('status', 'group/native');
+is($sim->requests($since_tokens)->[0]{claims}{exp} - $sim->requests($since_tokens)->[0]{claims}{iat}, 120,
+	'jwt_token_lifetime sets exp - iat');
+$node->append_conf('postgresql.conf', "registry_migration.jwt_audience = 'another_service'\n");
+$node->reload;
+like(request('status', 'group/native'), qr/^registry unavailable\|401\|.*credentials/,
+	'a token for another audience is refused by the registry');
+$node->append_conf('postgresql.conf', "registry_migration.jwt_audience = 'container_registry'\n");
+$node->reload;
+like(request('status', 'group/native'), qr/^ok\|200\|native/, 'the right audience again');
+
 # ---- redirects (SPEC §8.2) -------------------------------------------------
 (my $other_url = $other->url) =~ s/127\.0\.0\.1/localhost/;
 $other->add_repositories({ path => 'moved/repo', status => 'import_complete' });
