@@ -24,7 +24,15 @@ OBJS = \
 	src/registry_json.o \
 	src/token.o \
 	src/registry_client.o \
-	src/sql_lookups.o
+	src/sql_lookups.o \
+	src/settings.o \
+	src/summary.o \
+	src/cycle.o \
+	src/backoff.o \
+	src/starts.o \
+	src/guard.o \
+	src/enqueuer.o \
+	src/notifications.o
 
 DATA = registry_migration--1.0.sql
 

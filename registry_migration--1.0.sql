@@ -32,6 +32,8 @@ CREATE TABLE @extschema@.repositories (
     retries_count integer NOT NULL DEFAULT 0,
     skipped_reason @extschema@.skip_reason,
     aborted_in_state @extschema@.migration_state,
+    -- Consecutive 429 answers to starts of this repository (SPEC §6 step 6).
+    consecutive_429s integer NOT NULL DEFAULT 0,
 
     -- The grammar of src/path.c, kept as a constraint so that it also holds
     -- when triggers are disabled; the trigger below explains the error.
@@ -39,6 +41,7 @@ CREATE TABLE @extschema@.repositories (
         octet_length(path) <= 255
         AND path ~ '^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$'),
     CONSTRAINT retries_count_not_negative CHECK (retries_count >= 0),
+    CONSTRAINT consecutive_429s_not_negative CHECK (consecutive_429s >= 0),
     CONSTRAINT aborted_in_state_is_a_step CHECK (
         aborted_in_state IN ('default', 'pre_importing', 'pre_import_done', 'importing')),
     CONSTRAINT pre_importing_invariant CHECK (
@@ -58,6 +61,19 @@ CREATE TABLE @extschema@.repositories (
 );
 
 CREATE INDEX repositories_state ON @extschema@.repositories (state);
+
+-- What the cycles look for, in the order they take it (SPEC §5, §6): each
+-- partial index serves one selection, oldest first.
+CREATE INDEX repositories_stale_pre_imports ON @extschema@.repositories (pre_import_started_at, id)
+    WHERE state = 'pre_importing';
+CREATE INDEX repositories_stale_imports ON @extschema@.repositories (import_started_at, id)
+    WHERE state = 'importing';
+CREATE INDEX repositories_final_imports ON @extschema@.repositories (pre_import_done_at, id)
+    WHERE state = 'pre_import_done';
+CREATE INDEX repositories_aborted ON @extschema@.repositories (aborted_at, id)
+    WHERE state = 'import_aborted';
+CREATE INDEX repositories_new ON @extschema@.repositories (created_at, id)
+    WHERE state = 'default';
 
 CREATE FUNCTION @extschema@.repositories_check_path() RETURNS trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'rm_repositories_check_path';
@@ -135,6 +151,15 @@ CREATE TRIGGER refuse_delete BEFORE DELETE ON @extschema@.settings
 CREATE TRIGGER refuse_truncate BEFORE TRUNCATE ON @extschema@.settings
     FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.settings_refuse_removal();
 
+-- Registry-wide state the cycles keep between runs: the Retry-After of a
+-- 429 (SPEC §6 step 6), so that it survives a restart. One row.
+
+CREATE TABLE @extschema@.registry_state (
+    retry_after_until timestamptz
+);
+CREATE UNIQUE INDEX registry_state_single_row ON @extschema@.registry_state ((true));
+INSERT INTO @extschema@.registry_state DEFAULT VALUES;
+
 -- Deny list (SPEC §2.4).
 
 CREATE TABLE @extschema@.denied_namespaces (
@@ -208,6 +233,29 @@ CREATE FUNCTION @extschema@.registry_import_statuses(paths text[])
     LANGUAGE c VOLATILE STRICT
     AS 'MODULE_PATHNAME', 'rm_registry_import_statuses';
 
+CREATE FUNCTION @extschema@.run_guard() RETURNS jsonb
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'rm_run_guard';
+
+CREATE FUNCTION @extschema@.run_enqueuer() RETURNS jsonb
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'rm_run_enqueuer';
+
+CREATE FUNCTION @extschema@.handle_notification(path text, status text)
+    RETURNS @extschema@.migration_state
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'rm_handle_notification';
+
+CREATE FUNCTION @extschema@.cancel(path text, force boolean DEFAULT false)
+    RETURNS @extschema@.migration_state
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'rm_cancel';
+
+CREATE FUNCTION @extschema@.retry(path text)
+    RETURNS @extschema@.migration_state
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'rm_retry';
+
 -- Troubleshooting: one raw request and how it is read; changes no row.
 CREATE FUNCTION @extschema@.registry_request(call text, path text)
     RETURNS TABLE (answer text, http_status integer, registry_status text,
@@ -223,6 +271,27 @@ SELECT s.state, count(r.id) AS repositories
   LEFT JOIN @extschema@.repositories AS r ON r.state = s.state
  GROUP BY s.state
  ORDER BY s.state;
+
+-- Progress (SPEC §10, §12.12): the rate counts repositories that reached a
+-- final state in the last hour.
+CREATE VIEW @extschema@.progress AS
+WITH counts AS (
+    SELECT count(*) FILTER (WHERE state = 'import_done') AS done,
+           count(*) FILTER (WHERE state = 'import_skipped') AS skipped,
+           count(*) FILTER (WHERE state IN ('default', 'import_aborted')) AS remaining,
+           count(*) FILTER (WHERE state IN ('pre_importing', 'pre_import_done', 'importing'))
+               AS in_process,
+           count(*) FILTER (WHERE (state = 'import_done' AND import_done_at > now() - interval '1 hour')
+                               OR (state = 'import_skipped' AND skipped_at > now() - interval '1 hour'))
+               AS finished_last_hour
+      FROM @extschema@.repositories)
+SELECT done, skipped, remaining, in_process,
+       finished_last_hour::numeric AS recent_rate_per_hour,
+       CASE WHEN remaining + in_process = 0 THEN interval '0'
+            WHEN finished_last_hour > 0
+            THEN make_interval(secs => 3600.0 * (remaining + in_process) / finished_last_hour)
+       END AS estimated_time_to_finish
+  FROM counts;
 
 -- Privileges (SPEC §2.5, §12.13).
 

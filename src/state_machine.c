@@ -16,7 +16,7 @@
 #define REPOSITORY_COLUMNS \
 	"id, path, state::text, pre_import_started_at, pre_import_done_at," \
 	" import_started_at, import_done_at, aborted_at, skipped_at, retries_count," \
-	" skipped_reason::text, aborted_in_state::text"
+	" skipped_reason::text, aborted_in_state::text, consecutive_429s"
 
 /* Column numbers in REPOSITORY_COLUMNS; the six timestamps follow STATE. */
 enum
@@ -27,7 +27,8 @@ enum
 	COL_FIRST_TIME,
 	COL_RETRIES = COL_FIRST_TIME + 6,
 	COL_SKIPPED_REASON,
-	COL_ABORTED_IN_STATE
+	COL_ABORTED_IN_STATE,
+	COL_CONSECUTIVE_429S
 };
 
 /* The six timestamp columns, in the order of REPOSITORY_COLUMNS. */
@@ -81,6 +82,7 @@ repository_from_tuple(Repository *repo)
 	row->has_aborted_in_state = SPI_getvalue(tuple, desc, COL_ABORTED_IN_STATE) != NULL;
 	if (row->has_aborted_in_state)
 		row->aborted_in_state = state_column(COL_ABORTED_IN_STATE);
+	repo->consecutive_429s = DatumGetInt32(SPI_getbinval(tuple, desc, COL_CONSECUTIVE_429S, &isnull));
 }
 
 static bool
@@ -197,6 +199,33 @@ repository_apply(Repository *repo, const TransitionRequest *request, const Event
 						migration_event_name(step->event), note, now);
 	}
 	return outcome;
+}
+
+TransitionOutcome
+repository_apply_or_error(Repository *repo, const TransitionRequest *request,
+						  const EventNote *note)
+{
+	TransitionOutcome outcome = repository_apply(repo, request, note);
+
+	if (!outcome.allowed)
+		repository_refused_error(repo, request->event);
+	return outcome;
+}
+
+void
+repository_set_consecutive_429s(Repository *repo, int32 count)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		values[2] = {Int64GetDatum(repo->id), Int32GetDatum(count)};
+
+	if (repo->consecutive_429s == count)
+		return;
+	spi_cached_plan(&plan,
+					"UPDATE registry_migration.repositories SET consecutive_429s = $2 WHERE id = $1",
+					2, types);
+	spi_run(plan, values, NULL, false, 0, SPI_OK_UPDATE);
+	repo->consecutive_429s = count;
 }
 
 void

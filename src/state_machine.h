@@ -18,6 +18,7 @@ typedef struct Repository
 	int64		id;
 	char	   *path;
 	RepositoryRow row;
+	int32		consecutive_429s;	/* SPEC §6 step 6 */
 } Repository;
 
 /* Lock the repository's row (FOR UPDATE); false when there is no such row. */
@@ -30,6 +31,14 @@ extern bool repository_lock_by_id(int64 id, Repository *repo);
  */
 extern TransitionOutcome repository_apply(Repository *repo, const TransitionRequest *request,
 										  const EventNote *note);
+
+/* Apply an event that must be allowed; an error otherwise. */
+extern TransitionOutcome repository_apply_or_error(Repository *repo,
+												   const TransitionRequest *request,
+												   const EventNote *note);
+
+/* Store the count of consecutive 429 answers to starts. */
+extern void repository_set_consecutive_429s(Repository *repo, int32 count);
 
 /* Raise 55000: the event is not allowed from the repository's state. */
 extern void repository_refused_error(const Repository *repo, MigrationEvent event) pg_attribute_noreturn();

@@ -44,6 +44,9 @@ static const struct
 	[EV_RESET] = {"reset",
 		BIT(MS_IMPORT_ABORTED) | BIT(MS_IMPORT_SKIPPED),
 	MS_DEFAULT},
+	[EV_RETRY_FAILED] = {"retry_failed",
+		BIT(MS_IMPORT_ABORTED),
+	MS_IMPORT_ABORTED},
 };
 
 const char *
@@ -116,7 +119,7 @@ enter_state(RepositoryRow *row, MigrationState target, const TransitionRequest *
 {
 	MigrationState old = row->state;
 
-	if (old == MS_IMPORT_ABORTED && target != MS_IMPORT_SKIPPED)
+	if (old == MS_IMPORT_ABORTED && target != MS_IMPORT_SKIPPED && target != MS_IMPORT_ABORTED)
 	{
 		clear_time(&row->aborted_at);
 		row->has_aborted_in_state = false;
@@ -147,8 +150,12 @@ enter_state(RepositoryRow *row, MigrationState target, const TransitionRequest *
 			}
 			break;
 		case MS_IMPORT_ABORTED:
-			row->has_aborted_in_state = true;
-			row->aborted_in_state = old;
+			/* A failed retry keeps the step of the original abort. */
+			if (old != MS_IMPORT_ABORTED)
+			{
+				row->has_aborted_in_state = true;
+				row->aborted_in_state = old;
+			}
 			set_time(&row->aborted_at, now);
 			row->retries_count++;
 			break;
@@ -188,7 +195,7 @@ transition_apply(RepositoryRow *row, const TransitionRequest *request,
 	record_step(&outcome, event, old, row->state);
 
 	/* The automatic skip at the retry limit keeps aborted_at and aborted_in_state. */
-	if (event == EV_ABORT && row->retries_count >= max_retries)
+	if (row->state == MS_IMPORT_ABORTED && row->retries_count >= max_retries)
 	{
 		TransitionRequest skip = {.event = EV_SKIP, .has_reason = true,
 			.reason = request->canceled_by_registry ? SR_MIGRATION_CANCELED_BY_REGISTRY

@@ -25,10 +25,15 @@ typedef enum MigrationEvent
 	EV_FINISH_IMPORT,
 	EV_ABORT,
 	EV_SKIP,
-	EV_RESET
+	EV_RESET,
+	/*
+	 * A retry of an aborted repository failed before it started (SPEC §6
+	 * step 4): it stays aborted with one more retry and a new aborted_at.
+	 */
+	EV_RETRY_FAILED
 } MigrationEvent;
 
-#define EV_COUNT (EV_RESET + 1)
+#define EV_COUNT (EV_RETRY_FAILED + 1)
 
 /* A nullable timestamp, in the server's TimestampTz unit (microseconds). */
 typedef struct OptionalTime

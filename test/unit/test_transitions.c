@@ -72,6 +72,8 @@ static const struct
 	{EV_SKIP, "default pre_importing pre_import_done importing import_aborted",
 	MS_IMPORT_SKIPPED},
 	{EV_RESET, "import_aborted import_skipped", MS_DEFAULT},
+	/* SPEC §6 step 4: an aborted repository whose retry failed stays aborted. */
+	{EV_RETRY_FAILED, "import_aborted", MS_IMPORT_ABORTED},
 };
 
 #define NEVENTS (sizeof(events) / sizeof(events[0]))
@@ -248,7 +250,8 @@ expect_apply(const RepositoryRow *before, size_t ev, const TransitionRequest *re
 	}
 
 	/* Leaving import_aborted for any state but import_skipped. */
-	if (before->state == MS_IMPORT_ABORTED && target != MS_IMPORT_SKIPPED)
+	if (before->state == MS_IMPORT_ABORTED && target != MS_IMPORT_SKIPPED &&
+		target != MS_IMPORT_ABORTED)
 	{
 		r->aborted_at.set = false;
 		r->has_aborted_in_state = false;
@@ -284,8 +287,12 @@ expect_apply(const RepositoryRow *before, size_t ev, const TransitionRequest *re
 	}
 	else if (target == MS_IMPORT_ABORTED)
 	{
-		r->has_aborted_in_state = true;
-		r->aborted_in_state = before->state;
+		/* "keeps that state with retries_count + 1 and a new aborted_at" */
+		if (before->state != MS_IMPORT_ABORTED)
+		{
+			r->has_aborted_in_state = true;
+			r->aborted_in_state = before->state;
+		}
 		set_at(&r->aborted_at, NOW);
 		r->retries_count = before->retries_count + 1;
 		/* The automatic skip keeps aborted_at and aborted_in_state. */

@@ -1,0 +1,34 @@
+/*
+ * settings.h — the row of registry_migration.settings, read once at the
+ * start of every cycle (SPEC §2.3).
+ */
+#ifndef RM_SETTINGS_H
+#define RM_SETTINGS_H
+
+#include "postgres.h"
+
+#include "utils/timestamp.h"
+
+typedef struct MigrationSettings
+{
+	bool		enabled;
+	int32		capacity;
+	int32		max_retries;
+	int32		start_max_retries;
+	double		max_step_duration_s;
+	double		pre_import_timeout_s;
+	double		import_timeout_s;
+	double		pre_import_tags_rate;
+	int32		max_tags_count;
+	bool		has_created_before;
+	TimestampTz created_before;
+	bool		has_target_plans;
+	Datum		target_plans;	/* text[], copied into the caller's context */
+	double		enqueue_waiting_time_s;
+	int32		guard_batch_size;
+} MigrationSettings;
+
+/* Read the settings row. Requires an SPI connection. */
+extern MigrationSettings settings_load(void);
+
+#endif
