@@ -272,26 +272,33 @@ SELECT s.state, count(r.id) AS repositories
  GROUP BY s.state
  ORDER BY s.state;
 
--- Progress (SPEC §10, §12.12): the rate counts repositories that reached a
--- final state in the last hour.
+-- Progress (SPEC §10, §12.12). The rate is measured over the last hour: the
+-- repositories that reached a final state in it, divided by the time since
+-- the first of them (at least a minute), so that a migration that started a
+-- few minutes ago is not under-estimated.
 CREATE VIEW @extschema@.progress AS
-WITH counts AS (
+WITH finishes AS (
+    SELECT CASE state WHEN 'import_done' THEN import_done_at ELSE skipped_at END AS at
+      FROM @extschema@.repositories
+     WHERE state IN ('import_done', 'import_skipped')),
+recent AS (
+    SELECT count(*) AS finished,
+           greatest(extract(epoch FROM now() - min(at)), 60) AS seconds
+      FROM finishes WHERE at > now() - interval '1 hour'),
+counts AS (
     SELECT count(*) FILTER (WHERE state = 'import_done') AS done,
            count(*) FILTER (WHERE state = 'import_skipped') AS skipped,
            count(*) FILTER (WHERE state IN ('default', 'import_aborted')) AS remaining,
            count(*) FILTER (WHERE state IN ('pre_importing', 'pre_import_done', 'importing'))
-               AS in_process,
-           count(*) FILTER (WHERE (state = 'import_done' AND import_done_at > now() - interval '1 hour')
-                               OR (state = 'import_skipped' AND skipped_at > now() - interval '1 hour'))
-               AS finished_last_hour
+               AS in_process
       FROM @extschema@.repositories)
-SELECT done, skipped, remaining, in_process,
-       finished_last_hour::numeric AS recent_rate_per_hour,
-       CASE WHEN remaining + in_process = 0 THEN interval '0'
-            WHEN finished_last_hour > 0
-            THEN make_interval(secs => 3600.0 * (remaining + in_process) / finished_last_hour)
+SELECT c.done, c.skipped, c.remaining, c.in_process,
+       round(r.finished * 3600 / r.seconds, 1) AS recent_rate_per_hour,
+       CASE WHEN c.remaining + c.in_process = 0 THEN interval '0'
+            WHEN r.finished > 0
+            THEN make_interval(secs => round((c.remaining + c.in_process) * r.seconds / r.finished))
        END AS estimated_time_to_finish
-  FROM counts;
+  FROM counts AS c, recent AS r;
 
 -- Privileges (SPEC §2.5, §12.13).
 
