@@ -32,7 +32,9 @@ OBJS = \
 	src/starts.o \
 	src/guard.o \
 	src/enqueuer.o \
-	src/notifications.o
+	src/notifications.o \
+	src/worker_shared.o \
+	src/worker.o
 
 DATA = registry_migration--1.0.sql
 

@@ -300,6 +300,25 @@ SELECT c.done, c.skipped, c.remaining, c.in_process,
        END AS estimated_time_to_finish
   FROM counts AS c, recent AS r;
 
+-- The background worker's state (SPEC §9, §12.12); no rows when no worker runs.
+CREATE FUNCTION @extschema@.worker_status_internal(
+        OUT pid integer, OUT database name, OUT activity text, OUT since timestamptz,
+        OUT last_guard_at timestamptz, OUT last_guard_ms float8, OUT last_guard_summary text,
+        OUT last_enqueue_at timestamptz, OUT last_enqueue_ms float8, OUT last_enqueue_summary text,
+        OUT last_error text, OUT last_error_at timestamptz)
+    RETURNS SETOF record
+    LANGUAGE c VOLATILE
+    AS 'MODULE_PATHNAME', 'rm_worker_status';
+
+CREATE VIEW @extschema@.worker_status AS
+SELECT w.pid, w.database, w.activity, w.since, w.last_guard_at, w.last_enqueue_at,
+       w.last_error, s.retry_after_until,
+       w.last_guard_ms, w.last_guard_summary::jsonb AS last_guard_summary,
+       w.last_enqueue_ms, w.last_enqueue_summary::jsonb AS last_enqueue_summary,
+       w.last_error_at
+  FROM @extschema@.worker_status_internal() AS w
+ CROSS JOIN @extschema@.registry_state AS s;
+
 -- Privileges (SPEC §2.5, §12.13).
 
 GRANT USAGE ON SCHEMA @extschema@ TO PUBLIC;

@@ -21,13 +21,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Database:
-    """One psql session fed through its standard input, one statement a line."""
+    """One psql session fed through its standard input, one statement a line.
+    A session that ended (the server restarted, say) is replaced, so one
+    lost connection does not lose every later notification."""
 
     def __init__(self, log):
         self.lock = threading.Lock()
-        self.psql = subprocess.Popen(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=0"],
-                                     stdin=subprocess.PIPE, stdout=log, stderr=log,
-                                     text=True)
+        self.log = log
+        self.psql = None
+
+    def session(self):
+        if self.psql is None or self.psql.poll() is not None:
+            self.psql = subprocess.Popen(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=0"],
+                                         stdin=subprocess.PIPE, stdout=self.log,
+                                         stderr=self.log, text=True)
+        return self.psql
 
     @staticmethod
     def literal(value):
@@ -37,8 +45,14 @@ class Database:
         statement = "SELECT registry_migration.handle_notification(%s, %s);\n" % (
             self.literal(path), self.literal(status))
         with self.lock:
-            self.psql.stdin.write(statement)
-            self.psql.stdin.flush()
+            for _ in range(2):
+                try:
+                    psql = self.session()
+                    psql.stdin.write(statement)
+                    psql.stdin.flush()
+                    return
+                except BrokenPipeError:
+                    self.psql = None
 
 
 def handler_for(secret, prefix, database):

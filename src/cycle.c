@@ -4,9 +4,12 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "executor/spi.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "storage/lock.h"
 #include "utils/resowner.h"
+#include "utils/snapmgr.h"
 
 #include "cycle.h"
 
@@ -36,6 +39,33 @@ cycle_unlock(CycleKind kind)
 
 	cycle_lock_tag(&tag, kind);
 	LockRelease(&tag, ExclusiveLock, true);
+}
+
+static bool commit_between_repositories = false;
+
+void
+cycle_commit_between_repositories(bool on)
+{
+	commit_between_repositories = on;
+}
+
+void
+cycle_commit_point(void)
+{
+	MemoryContext cycle_memory;
+
+	if (!commit_between_repositories)
+		return;
+	SPI_finish();
+	cycle_memory = CurrentMemoryContext;
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	CHECK_FOR_INTERRUPTS();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	MemoryContextSwitchTo(cycle_memory);
+	SPI_connect();
 }
 
 void

@@ -25,6 +25,18 @@ extern void cycle_unlock(CycleKind kind);
 extern void run_cycle(CycleKind kind, void (*body) (CycleSummary *), CycleSummary *summary);
 
 /*
+ * In the background worker, each repository's change is committed before
+ * the cycle waits on the registry for the next one (SPEC §9): the cycles
+ * call cycle_commit_point() between repositories, which then ends the SPI
+ * connection, commits, and starts a new transaction and SPI connection.
+ * Called from SQL (the default), it does nothing: the caller's transaction
+ * holds the whole cycle. Data the cycle keeps across commit points lives in
+ * the memory context that was current when it connected to SPI.
+ */
+extern void cycle_commit_between_repositories(bool on);
+extern void cycle_commit_point(void);
+
+/*
  * Run fn(arg) in a subtransaction. On an error the subtransaction is rolled
  * back, *message gets the error's text and false is returned; a query cancel
  * or termination is re-thrown. Requires an SPI connection.

@@ -18,6 +18,7 @@
 #include "event_log.h"
 #include "spi_util.h"
 #include "starts.h"
+#include "worker.h"
 
 PG_FUNCTION_INFO_V1(rm_run_enqueuer);
 
@@ -43,6 +44,7 @@ typedef struct EnqueueContext
 /* Repositories handled in this cycle: each at most once (SPEC §6 step 3). */
 typedef struct Handled
 {
+	MemoryContext memory;		/* kept across the cycle's commit points */
 	int64	   *ids;
 	int			count;
 	int			size;
@@ -55,7 +57,7 @@ remember(Handled *handled, int64 id)
 	{
 		handled->size = Max(16, handled->size * 2);
 		handled->ids = handled->ids ? repalloc(handled->ids, sizeof(int64) * handled->size)
-			: palloc(sizeof(int64) * handled->size);
+			: MemoryContextAlloc(handled->memory, sizeof(int64) * handled->size);
 	}
 	handled->ids[handled->count++] = id;
 }
@@ -282,13 +284,17 @@ handle_isolated(EnqueueContext *ctx)
 	char	   *message;
 
 	if (run_isolated(handle_candidate, ctx, &message))
+	{
+		cycle_commit_point();
 		return ctx->outcome;
+	}
 	summary_add(ctx->summary, SL_ERRORS, ctx->path, message);
 	ereport(WARNING,
 			(errmsg("registry_migration enqueuer: error on repository \"%s\": %s",
 					ctx->path, message)));
 	ctx->error = message;
 	(void) run_isolated(abort_after_error, ctx, &message);
+	cycle_commit_point();
 	return HANDLED;
 }
 
@@ -431,12 +437,12 @@ new_work(EnqueueContext *ctx, Handled *handled)
 	}
 }
 
-static void
-enqueue_cycle(CycleSummary *summary)
+void
+enqueue_cycle_body(CycleSummary *summary)
 {
 	MigrationSettings settings;
 	EnqueueContext ctx = {.settings = &settings, .summary = summary};
-	Handled		handled = {0};
+	Handled		handled = {.memory = CurrentMemoryContext};
 	const char *gate = NULL;
 	const char *stop;
 
@@ -472,6 +478,6 @@ rm_run_enqueuer(PG_FUNCTION_ARGS)
 {
 	CycleSummary summary;
 
-	run_cycle(CYCLE_ENQUEUER, enqueue_cycle, &summary);
+	run_cycle(CYCLE_ENQUEUER, enqueue_cycle_body, &summary);
 	PG_RETURN_DATUM(summary_to_jsonb(&summary));
 }

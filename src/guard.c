@@ -23,6 +23,7 @@
 #include "starts.h"
 #include "state_machine.h"
 #include "summary.h"
+#include "worker.h"
 
 PG_FUNCTION_INFO_V1(rm_run_guard);
 
@@ -46,8 +47,9 @@ typedef struct GuardContext
 
 /* Stale steps, oldest first, served by the two partial indexes. */
 static StaleRepository *
-select_stale(const MigrationSettings *s, int *count)
+select_stale(const MigrationSettings *s, int *count, MemoryContext cycle_memory)
 {
+	MemoryContext spi_memory;
 	static SPIPlanPtr plan = NULL;
 	Oid			types[2] = {TIMESTAMPTZOID, INT4OID};
 	Datum		values[2];
@@ -71,6 +73,8 @@ select_stale(const MigrationSettings *s, int *count)
 					2, types);
 	spi_run(plan, values, NULL, true, 0, SPI_OK_SELECT);
 	*count = (int) SPI_processed;
+	/* Kept across the commit points of the cycle. */
+	spi_memory = MemoryContextSwitchTo(cycle_memory);
 	stale = palloc0(sizeof(StaleRepository) * Max(*count, 1));
 	for (int i = 0; i < *count; i++)
 	{
@@ -83,6 +87,7 @@ select_stale(const MigrationSettings *s, int *count)
 		migration_state_from_name(SPI_getvalue(tuple, desc, 3), &stale[i].state);
 		stale[i].step_started = DatumGetTimestampTz(SPI_getbinval(tuple, desc, 4, &isnull));
 	}
+	MemoryContextSwitchTo(spi_memory);
 	return stale;
 }
 
@@ -325,33 +330,46 @@ abort_after_error(void *arg)
 	abort_step(ctx, false, &note);
 }
 
+/* The registry's status of every stale repository, asked all at once. */
 static void
-guard_cycle(CycleSummary *summary)
+ask_statuses(StaleRepository *stale, int count, MemoryContext cycle_memory)
 {
+	MemoryContext spi_memory = MemoryContextSwitchTo(cycle_memory);
+	const char **paths = palloc(sizeof(char *) * count);
+	RegistryAnswer *answers = palloc(sizeof(RegistryAnswer) * count);
+
+	for (int i = 0; i < count; i++)
+		paths[i] = stale[i].path;
+	registry_status_many(paths, count, answers);
+	for (int i = 0; i < count; i++)
+		stale[i].status = answers[i];
+	MemoryContextSwitchTo(spi_memory);
+}
+
+void
+guard_cycle_body(CycleSummary *summary)
+{
+	MemoryContext cycle_memory = CurrentMemoryContext;
 	MigrationSettings settings;
 	StaleRepository *stale;
-	const char **paths;
-	RegistryAnswer *answers;
 	int			count;
 
 	SPI_connect();
 	event_log_purge(1000);
 	settings = settings_load();
-	stale = select_stale(&settings, &count);
+	stale = select_stale(&settings, &count, cycle_memory);
 	summary->stale = count;
 	if (count > 0)
 	{
-		paths = palloc(sizeof(char *) * count);
-		answers = palloc(sizeof(RegistryAnswer) * count);
-		for (int i = 0; i < count; i++)
-			paths[i] = stale[i].path;
-		registry_status_many(paths, count, answers);
+		registry_require_url();
+		cycle_commit_point();
+		ask_statuses(stale, count, cycle_memory);
 		for (int i = 0; i < count; i++)
 		{
 			GuardContext ctx = {.settings = &settings, .summary = summary, .stale = &stale[i]};
 			char	   *message;
 
-			stale[i].status = answers[i];
+			cycle_commit_point();
 			if (!run_isolated(guard_one, &ctx, &message))
 			{
 				summary_add(summary, SL_ERRORS, stale[i].path, message);
@@ -371,6 +389,6 @@ rm_run_guard(PG_FUNCTION_ARGS)
 {
 	CycleSummary summary;
 
-	run_cycle(CYCLE_GUARD, guard_cycle, &summary);
+	run_cycle(CYCLE_GUARD, guard_cycle_body, &summary);
 	PG_RETURN_DATUM(summary_to_jsonb(&summary));
 }

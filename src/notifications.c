@@ -12,6 +12,7 @@
 
 #include "sql_enums.h"
 #include "state_machine.h"
+#include "worker_shared.h"
 
 PG_FUNCTION_INFO_V1(rm_handle_notification);
 
@@ -132,5 +133,6 @@ rm_handle_notification(PG_FUNCTION_ARGS)
 	}
 	after = repo.row.state;
 	SPI_finish();
+	worker_wake_at_commit();
 	PG_RETURN_DATUM(migration_state_to_datum(fcinfo, after));
 }

@@ -8,8 +8,11 @@
 #include <curl/curl.h>
 
 #include "fmgr.h"
+#include "miscadmin.h"
 
 #include "guc.h"
+#include "worker.h"
+#include "worker_shared.h"
 
 PG_MODULE_MAGIC;
 
@@ -27,4 +30,10 @@ _PG_init(void)
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not initialise libcurl")));
 	guc_init();
+	worker_wake_init();
+	if (process_shared_preload_libraries_in_progress)
+	{
+		worker_shared_init();
+		worker_register();
+	}
 }

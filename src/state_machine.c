@@ -12,6 +12,7 @@
 
 #include "spi_util.h"
 #include "state_machine.h"
+#include "worker_shared.h"
 
 #define REPOSITORY_COLUMNS \
 	"id, path, state::text, pre_import_started_at, pre_import_done_at," \
@@ -191,6 +192,10 @@ repository_apply(Repository *repo, const TransitionRequest *request, const Event
 		return outcome;
 
 	store_row(repo);
+	/* A finished step frees a slot or calls for a final import: wake the worker. */
+	if (repo->row.state == MS_PRE_IMPORT_DONE || repo->row.state == MS_IMPORT_DONE ||
+		repo->row.state == MS_IMPORT_ABORTED || repo->row.state == MS_IMPORT_SKIPPED)
+		worker_wake_at_commit();
 	for (int i = 0; i < outcome.nsteps; i++)
 	{
 		const TransitionStep *step = &outcome.steps[i];

@@ -1,0 +1,55 @@
+/*
+ * worker_shared.h — what the background worker shares with the backends:
+ * its latch (to be woken when a slot frees up) and its status (for the
+ * worker_status view). Exists only with the library preloaded.
+ */
+#ifndef RM_WORKER_SHARED_H
+#define RM_WORKER_SHARED_H
+
+#include "postgres.h"
+
+#include "storage/latch.h"
+#include "storage/s_lock.h"
+#include "utils/timestamp.h"
+
+#define WORKER_SUMMARY_LEN 2048
+#define WORKER_TEXT_LEN 512
+
+typedef struct WorkerShared
+{
+	slock_t		mutex;
+	pid_t		pid;			/* 0 when no worker runs */
+	Latch	   *latch;			/* the worker's PGPROC latch (shared memory) */
+	char		database[NAMEDATALEN];
+	char		activity[64];
+	TimestampTz since;			/* start of the current activity */
+	TimestampTz last_guard_at;
+	double		last_guard_ms;
+	char		last_guard_summary[WORKER_SUMMARY_LEN];
+	TimestampTz last_enqueue_at;
+	double		last_enqueue_ms;
+	char		last_enqueue_summary[WORKER_SUMMARY_LEN];
+	TimestampTz last_error_at;
+	char		last_error[WORKER_TEXT_LEN];
+} WorkerShared;
+
+/* Shared memory hooks, installed by _PG_init while preloading. */
+extern void worker_shared_init(void);
+
+/* The shared struct, or NULL when the library was not preloaded. */
+extern WorkerShared *worker_shared(void);
+
+/* Transaction callback, registered once per backend. */
+extern void worker_wake_init(void);
+
+/*
+ * Ask for the worker to be woken when the current transaction commits
+ * (nothing happens if it rolls back). Called when a repository finished,
+ * aborted or was skipped, or a notification was handled.
+ */
+extern void worker_wake_at_commit(void);
+
+/* Set by the worker itself, which never needs to wake itself. */
+extern bool am_registry_migration_worker;
+
+#endif

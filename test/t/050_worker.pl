@@ -1,0 +1,182 @@
+# The background worker (SPEC §9): with the library preloaded, a migration
+# through the simulator completes with no SQL call but the setup; it is
+# woken by committed (not rolled-back) changes; reloads change its
+# intervals; it survives termination and SIGKILL, DROP DATABASE of another
+# database and DROP EXTENSION; it idles on a standby.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use RegistrySimulator;
+use Test::More;
+use Time::HiRes qw(usleep);
+
+my $root = "$FindBin::RealBin/../..";
+my $sim = RegistrySimulator->new(pre_import_seconds => 0.2, import_seconds => 0.1, auto_create => 1);
+
+my $node = PostgreSQL::Test::Cluster->new('worker');
+$node->init(allows_streaming => 1);
+$node->append_conf('postgresql.conf', join("\n",
+	"shared_preload_libraries = 'registry_migration'",
+	"registry_migration.database = 'postgres'",
+	"registry_migration.registry_url = '" . $sim->url . "'",
+	"registry_migration.enqueue_interval = '300ms'",
+	"registry_migration.guard_interval = '1s'",
+	"restart_after_crash = on", ''));
+$node->start;
+$node->safe_psql('postgres', 'CREATE EXTENSION registry_migration');
+
+# The application that receives notifications and calls handle_notification.
+my $tmp = PostgreSQL::Test::Utils::tempdir();
+my $receiver = fork();
+if ($receiver == 0)
+{
+	$ENV{PGHOST} = $node->host;
+	$ENV{PGPORT} = $node->port;
+	$ENV{PGDATABASE} = 'postgres';
+	exec('/usr/bin/python3', "$root/scripts/notification_receiver.py", '--secret', 's3cret',
+		'--port-file', "$tmp/receiver.port", '--log', "$tmp/receiver.log") or die "exec: $!";
+}
+for (1 .. 100) { last if -s "$tmp/receiver.port"; usleep(100_000) }
+$sim->configure(notify_url => 'http://127.0.0.1:' . slurp_file("$tmp/receiver.port") . '/notify/',
+	notify_secret => 's3cret');
+
+sub worker_pid
+{
+	return $node->safe_psql('postgres',
+		q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'registry_migration worker'});
+}
+
+sub add_repositories
+{
+	my ($prefix, $count) = @_;
+	$node->safe_psql('postgres', "INSERT INTO registry_migration.repositories (path)
+		SELECT '$prefix/repo-' || i FROM generate_series(1, $count) AS i");
+}
+
+sub all_done
+{
+	my ($what) = @_;
+	ok($node->poll_query_until('postgres', q{SELECT count(*) = 0 FROM registry_migration.repositories
+		WHERE state NOT IN ('import_done', 'import_skipped')}), $what);
+}
+
+# ---- the worker is there and reports itself --------------------------------
+my $pid = worker_pid();
+like($pid, qr/^\d+$/, 'one worker, with a stable backend_type in pg_stat_activity');
+ok($node->poll_query_until('postgres', "SELECT pid = $pid AND database = 'postgres'
+	FROM registry_migration.worker_status"), 'worker_status shows its pid and database');
+
+# ---- a migration with no SQL call but the setup ----------------------------
+add_repositories('first', 40);
+$node->safe_psql('postgres', q{UPDATE registry_migration.settings
+	SET enabled = true, capacity = 5, max_tags_count = 0, max_step_duration = '5s'});
+all_done('40 repositories migrate, driven by the worker alone');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM registry_migration.repositories
+	WHERE state = 'import_done' AND skipped_reason IS NULL}), '40', 'all 40 imported');
+is($node->safe_psql('postgres', q{SELECT string_agg(DISTINCT cause, ',' ORDER BY cause)
+	FROM registry_migration.events}), 'enqueuer,notification',
+	'the work came from the enqueuer and the notifications');
+cmp_ok($sim->state->{peak_running_steps}, '<=', 5, 'never more than capacity at the registry');
+ok($node->safe_psql('postgres', q{SELECT last_enqueue_at IS NOT NULL AND last_guard_at IS NOT NULL
+	AND last_enqueue_summary ? 'stopped' FROM registry_migration.worker_status}) eq 't',
+	'worker_status shows the last cycles and their summaries');
+
+# ---- reload: intervals, wake on commit, no wake on rollback ----------------
+$node->append_conf('postgresql.conf',
+	"registry_migration.enqueue_interval = '1h'\nregistry_migration.guard_interval = '1h'\n");
+$node->reload;
+usleep(700_000);
+my $last = $node->safe_psql('postgres', 'SELECT last_enqueue_at FROM registry_migration.worker_status');
+sleep 2;
+is($node->safe_psql('postgres', 'SELECT last_enqueue_at FROM registry_migration.worker_status'), $last,
+	'after a reload to 1h, no enqueue cycle runs by itself');
+
+$node->safe_psql('postgres', q{
+	UPDATE registry_migration.settings SET capacity = 1;
+	INSERT INTO registry_migration.repositories (path, state, pre_import_started_at, pre_import_done_at,
+	                                             import_started_at)
+	VALUES ('wake/busy', 'importing', now(), now(), now());
+	INSERT INTO registry_migration.repositories (path) VALUES ('wake/next');});
+$node->safe_psql('postgres', q{BEGIN;
+	SELECT registry_migration.handle_notification('wake/busy', 'import_complete');
+	ROLLBACK;});
+sleep 2;
+is($node->safe_psql('postgres', q{SELECT state FROM registry_migration.repositories WHERE path = 'wake/next'}),
+	'default', 'a rolled-back notification does not wake the worker');
+$node->safe_psql('postgres', q{SELECT registry_migration.handle_notification('wake/busy', 'import_complete')});
+ok($node->poll_query_until('postgres', q{SELECT state <> 'default' FROM registry_migration.repositories
+	WHERE path = 'wake/next'}), 'a committed notification wakes the worker, which fills the freed slot');
+
+$node->append_conf('postgresql.conf', "registry_migration.worker_enabled = off\n");
+$node->reload;
+ok($node->poll_query_until('postgres', q{SELECT activity LIKE 'idle: %worker_enabled is off'
+	FROM registry_migration.worker_status}), 'worker_enabled = off idles the worker');
+$node->append_conf('postgresql.conf', join("\n", "registry_migration.worker_enabled = on",
+	"registry_migration.enqueue_interval = '200ms'", "registry_migration.guard_interval = '1s'", ''));
+$node->reload;
+$last = $node->safe_psql('postgres', 'SELECT last_enqueue_at FROM registry_migration.worker_status');
+ok($node->poll_query_until('postgres', "SELECT last_enqueue_at > '$last' FROM registry_migration.worker_status"),
+	'a reload back to 200ms restarts the cycles');
+all_done('the woken repository finishes too');
+
+# ---- termination and SIGKILL in the middle of a migration ------------------
+$sim->configure(latency_ms => 100);
+add_repositories('second', 30);
+$node->safe_psql('postgres', q{UPDATE registry_migration.settings SET capacity = 10});
+$node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM registry_migration.repositories
+	WHERE path LIKE 'second/%' AND state <> 'default'});
+$pid = worker_pid();
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM pg_stat_activity
+	WHERE backend_type = 'registry_migration worker' AND pid <> $pid"), 'a terminated worker comes back');
+all_done('the migration completes after the termination');
+
+add_repositories('third', 30);
+$node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM registry_migration.repositories
+	WHERE path LIKE 'third/%' AND state <> 'default'});
+$pid = worker_pid();
+kill 'KILL', $pid;
+ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM pg_stat_activity
+	WHERE backend_type = 'registry_migration worker' AND pid <> $pid"),
+	'after SIGKILL (crash restart) the worker comes back');
+all_done('the migration completes after the crash, nothing stuck');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM registry_migration.repositories
+	WHERE retries_count > 0 OR state <> 'import_done'}), '0', 'nothing lost, no retry spent');
+$sim->configure(latency_ms => 0);
+
+# ---- DROP DATABASE of another database, DROP EXTENSION ---------------------
+$node->safe_psql('postgres', 'CREATE DATABASE other');
+$node->safe_psql('postgres', 'DROP DATABASE other');
+pass('DROP DATABASE of another database is not blocked');
+
+add_repositories('fourth', 20);
+$node->safe_psql('postgres', 'DROP EXTENSION registry_migration');
+pass('DROP EXTENSION while the worker runs');
+usleep(500_000);
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity
+	WHERE backend_type = 'registry_migration worker'}), '1', 'the worker stays up without the extension');
+$node->safe_psql('postgres', q{CREATE EXTENSION registry_migration;
+	UPDATE registry_migration.settings
+	   SET enabled = true, capacity = 5, max_tags_count = 0, max_step_duration = '5s';});
+add_repositories('fifth', 10);
+all_done('after CREATE EXTENSION again the worker migrates the new repositories');
+my $log = slurp_file($node->logfile);
+unlike($log, qr/terminated by signal 11|server process .* was terminated by signal (?!9)/,
+	'no crash in the server log');
+
+# ---- a standby keeps the worker idle ---------------------------------------
+$node->backup('backup');
+my $standby = PostgreSQL::Test::Cluster->new('standby');
+$standby->init_from_backup($node, 'backup', has_streaming => 1);
+$standby->start;
+ok($standby->poll_query_until('postgres', q{SELECT activity = 'idle: the server is in recovery'
+	FROM registry_migration.worker_status}), 'on a standby the worker idles');
+$standby->stop;
+
+$node->stop;
+kill 'TERM', $receiver;
+waitpid $receiver, 0;
+done_testing();
