@@ -1,0 +1,60 @@
+# pg_cron drives the same cycles (SPEC §9): a job runs run_enqueuer() while
+# the worker is off; with the worker on as well, a cycle never runs twice
+# at once, whoever holds it (here a session holding the enqueuer's lock).
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use RegistrySimulator;
+use Test::More;
+
+my $sim = RegistrySimulator->new(pre_import_seconds => 30, auto_create => 1);
+my $node = PostgreSQL::Test::Cluster->new('cron');
+$node->init;
+$node->append_conf('postgresql.conf', join("\n",
+	"shared_preload_libraries = 'pg_cron,registry_migration'",
+	"cron.database_name = 'postgres'",
+	"cron.use_background_workers = on",
+	"max_worker_processes = 16",
+	"registry_migration.worker_enabled = off",
+	"registry_migration.enqueue_interval = '200ms'",
+	"registry_migration.registry_url = '" . $sim->url . "'", ''));
+$node->start;
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION pg_cron;
+	CREATE EXTENSION registry_migration;
+	UPDATE registry_migration.settings SET enabled = true, capacity = 1, max_tags_count = 0;
+	INSERT INTO registry_migration.repositories (path) VALUES ('cron/first'), ('cron/second');
+	CREATE TABLE cron_summaries (at timestamptz DEFAULT clock_timestamp(), summary jsonb);
+	SELECT cron.schedule('registry-migration-enqueuer', '* * * * *',
+	  $$INSERT INTO cron_summaries (summary) SELECT registry_migration.run_enqueuer()$$);});
+
+# The first run comes at the next minute boundary.
+ok($node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM cron.job_run_details
+	WHERE status = 'succeeded'}, 't'), 'the pg_cron job ran and succeeded');
+is($node->safe_psql('postgres', q{SELECT summary->>'ran', summary->'started' FROM cron_summaries}),
+	'true|["cron/first"]', 'the job ran an enqueue cycle that started a repository');
+is($node->safe_psql('postgres', q{SELECT state FROM registry_migration.repositories WHERE path = 'cron/first'}),
+	'pre_importing', 'with the worker off, pg_cron did the work');
+
+# Worker on as well; a session holds the enqueuer's cycle lock across the next run.
+$node->append_conf('postgresql.conf', "registry_migration.worker_enabled = on\n");
+$node->reload;
+my $holder = $node->background_psql('postgres');
+$holder->query_safe('SELECT pg_advisory_lock(1380798791, 2)');
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 2 FROM cron_summaries}),
+	'the next pg_cron run came');
+is($node->safe_psql('postgres', q{SELECT summary->>'ran', summary->>'stopped' FROM cron_summaries
+	ORDER BY at DESC LIMIT 1}), 'false|another_cycle_running',
+	'while another caller holds the enqueue cycle, the pg_cron run returns at once');
+like($node->safe_psql('postgres', q{SELECT last_enqueue_summary->>'stopped' FROM registry_migration.worker_status}),
+	qr/^another_cycle_running$/, 'and so does the worker');
+$holder->query_safe('SELECT pg_advisory_unlock(1380798791, 2)');
+$holder->quit;
+ok($node->poll_query_until('postgres', q{SELECT last_enqueue_summary->>'ran' = 'true'
+	FROM registry_migration.worker_status}), 'the worker runs cycles again once the lock is free');
+
+$node->stop;
+done_testing();
