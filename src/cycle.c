@@ -15,6 +15,8 @@
 
 #define CYCLE_LOCK_CLASS 1380798791	/* 'RMIG' */
 
+static bool commit_between_repositories = false;
+
 static void
 cycle_lock_tag(LOCKTAG *tag, CycleKind kind)
 {
@@ -23,13 +25,19 @@ cycle_lock_tag(LOCKTAG *tag, CycleKind kind)
 						 kind == CYCLE_GUARD ? 1 : 2, 2);
 }
 
+/*
+ * Called from SQL, the lock is held until the caller's transaction ends, so
+ * a second cycle cannot start before the first one's changes are visible.
+ * The worker commits inside its cycles and holds it for the session.
+ */
 bool
 cycle_try_lock(CycleKind kind)
 {
 	LOCKTAG		tag;
 
 	cycle_lock_tag(&tag, kind);
-	return LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
+	return LockAcquire(&tag, ExclusiveLock, commit_between_repositories, true) !=
+		LOCKACQUIRE_NOT_AVAIL;
 }
 
 void
@@ -37,11 +45,11 @@ cycle_unlock(CycleKind kind)
 {
 	LOCKTAG		tag;
 
+	if (!commit_between_repositories)
+		return;					/* released with the transaction */
 	cycle_lock_tag(&tag, kind);
 	LockRelease(&tag, ExclusiveLock, true);
 }
-
-static bool commit_between_repositories = false;
 
 void
 cycle_commit_between_repositories(bool on)

@@ -10,10 +10,10 @@
 #include "summary.h"
 
 /*
- * Take the cycle lock of a kind without waiting: a session-level advisory
- * lock (class 1380798791 = 'RMIG', object 1 = guard, 2 = enqueuer) in the
- * current database, so whoever runs cycles — pg_cron, the worker, a person —
- * never runs two of a kind at once. False when another session holds it.
+ * Take the cycle lock of a kind without waiting: an advisory lock (class
+ * 1380798791 = 'RMIG', object 1 = guard, 2 = enqueuer) in the current
+ * database, so whoever runs cycles — pg_cron, the worker, a person — never
+ * runs two of a kind at once. False when another session holds it.
  */
 extern bool cycle_try_lock(CycleKind kind);
 extern void cycle_unlock(CycleKind kind);

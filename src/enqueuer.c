@@ -283,6 +283,8 @@ handle_isolated(EnqueueContext *ctx)
 {
 	char	   *message;
 
+	/* A missing registry URL is the operator's to fix, not this repository's fault. */
+	registry_require_url();
 	if (run_isolated(handle_candidate, ctx, &message))
 	{
 		cycle_commit_point();
@@ -458,8 +460,6 @@ enqueue_cycle_body(CycleSummary *summary)
 	}
 	else
 	{
-		/* A missing registry URL is the operator's to fix, not the repositories' fault. */
-		registry_require_url();
 		/* The gates are evaluated before the final imports (SPEC §12.16). */
 		if (count_in_process() >= settings.capacity)
 			gate = "at_capacity";
