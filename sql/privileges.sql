@@ -104,8 +104,27 @@ RESET ROLE;
 SELECT path, state FROM repositories ORDER BY path;
 SELECT path, old_state, new_state, cause, event FROM events ORDER BY id;
 
+-- The notification application's role, with exactly the README's grants:
+-- handle_notification works; nothing else does.
+SET client_min_messages = warning;
+DROP ROLE IF EXISTS regress_rm_notifications;
+RESET client_min_messages;
+CREATE ROLE regress_rm_notifications NOLOGIN;
+GRANT SELECT, UPDATE ON registry_migration.repositories TO regress_rm_notifications;
+GRANT SELECT ON registry_migration.settings TO regress_rm_notifications;
+GRANT INSERT ON registry_migration.events TO regress_rm_notifications;
+GRANT EXECUTE ON FUNCTION registry_migration.handle_notification(text, text) TO regress_rm_notifications;
+INSERT INTO repositories (path, state, pre_import_started_at) VALUES ('priv/notified', 'pre_importing', now());
+SET ROLE regress_rm_notifications;
+SELECT registry_migration.handle_notification('priv/notified', 'pre_import_complete') AS notified;
+SELECT registry_migration.handle_notification('priv/notified', 'pre_import_complete') AS duplicate;
+SELECT pg_temp.try($$SELECT registry_migration.skip('priv/notified', 'not_found')$$) AS app_skip;
+SELECT pg_temp.try($$SELECT registry_migration.run_enqueuer()$$) AS app_enqueuer;
+RESET ROLE;
+
 -- Clean up: the roles and their grants, so that a rerun works.
-DROP OWNED BY regress_rm_nobody, regress_rm_operator;
+DROP OWNED BY regress_rm_nobody, regress_rm_operator, regress_rm_notifications;
 DROP ROLE regress_rm_nobody;
 DROP ROLE regress_rm_operator;
+DROP ROLE regress_rm_notifications;
 SELECT count(*) AS roles_left FROM pg_roles WHERE rolname LIKE 'regress_rm_%';
