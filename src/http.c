@@ -11,6 +11,7 @@
 #include <curl/curl.h>
 
 #include "miscadmin.h"
+#include "storage/pmsignal.h"
 
 #include "guc.h"
 #include "http.h"
@@ -308,6 +309,10 @@ http_run(HttpTransfer *transfers, int ntransfers, int max_in_flight)
 			if (in_flight > 0 && (next >= ntransfers || in_flight >= max_in_flight))
 				curl_multi_poll(multi, NULL, 0, POLL_INTERVAL_MS, NULL);
 			CHECK_FOR_INTERRUPTS();
+			if (!PostmasterIsAlive())
+				ereport(FATAL,
+						(errcode(ERRCODE_ADMIN_SHUTDOWN),
+						 errmsg("terminating a registry request because the postmaster died")));
 		}
 	}
 	PG_FINALLY();

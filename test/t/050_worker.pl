@@ -84,6 +84,11 @@ ok($node->safe_psql('postgres', q{SELECT last_enqueue_at IS NOT NULL AND last_gu
 	AND last_enqueue_summary ? 'stopped' FROM registry_migration.worker_status}) eq 't',
 	'worker_status shows the last cycles and their summaries');
 
+$node->safe_psql('postgres', 'SELECT pg_stat_force_next_flush()');
+cmp_ok($node->safe_psql('postgres', q{SELECT n_tup_upd FROM pg_stat_user_tables
+	WHERE relid = 'registry_migration.repositories'::regclass}), '>', 0,
+	"the worker's writes are in the statistics autovacuum reads");
+
 # ---- reload: intervals, wake on commit, no wake on rollback ----------------
 $node->append_conf('postgresql.conf',
 	"registry_migration.enqueue_interval = '1h'\nregistry_migration.guard_interval = '1h'\n");
@@ -146,6 +151,27 @@ all_done('the migration completes after the crash, nothing stuck');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM registry_migration.repositories
 	WHERE retries_count > 0 OR state <> 'import_done'}), '0', 'nothing lost, no retry spent');
 $sim->configure(latency_ms => 0);
+
+# ---- termination while the worker waits on a hung registry -----------------
+$node->append_conf('postgresql.conf', "registry_migration.request_timeout = '60s'\n");
+$node->reload;
+$sim->set_faults({ match => { kind => 'start' }, action => { type => 'hang', seconds => 120 } });
+add_repositories('hung', 1);
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM pg_stat_activity
+	WHERE backend_type = 'registry_migration worker' AND query = 'enqueue cycle' AND state = 'active'}),
+	'the worker is waiting on a hung start request');
+usleep(300_000);
+$pid = worker_pid();
+my $t0 = Time::HiRes::time();
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $pid"),
+	'the terminated worker exits');
+my $took = Time::HiRes::time() - $t0;
+cmp_ok($took, '<', 10, sprintf('... without waiting for the request timeout (%.2f s)', $took));
+$sim->clear_faults;
+$node->append_conf('postgresql.conf', "registry_migration.request_timeout = '10s'\n");
+$node->reload;
+all_done('the repository whose start hung is migrated after the restart');
 
 # ---- DROP DATABASE of another database, DROP EXTENSION ---------------------
 $node->safe_psql('postgres', 'CREATE DATABASE other');
