@@ -154,7 +154,7 @@ run_worker_cycle(CycleKind kind, MemoryContext cycle_memory)
 	const char *name = kind == CYCLE_GUARD ? "guard cycle" : "enqueue cycle";
 	TimestampTz started = GetCurrentTimestamp();
 	CycleSummary summary;
-	bool		changed = false;
+	volatile bool changed = false;
 
 	set_activity(name);
 	pgstat_report_activity(STATE_RUNNING, name);
