@@ -160,6 +160,12 @@ CREATE TABLE @extschema@.registry_state (
 CREATE UNIQUE INDEX registry_state_single_row ON @extschema@.registry_state ((true));
 INSERT INTO @extschema@.registry_state DEFAULT VALUES;
 
+-- A committed change of the settings wakes the background worker.
+CREATE FUNCTION @extschema@.settings_changed() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'rm_settings_changed';
+CREATE TRIGGER wake_worker AFTER UPDATE ON @extschema@.settings
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.settings_changed();
+
 -- Deny list (SPEC §2.4).
 
 CREATE TABLE @extschema@.denied_namespaces (

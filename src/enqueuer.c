@@ -357,6 +357,15 @@ waiting(const MigrationSettings *s)
 	}
 }
 
+/*
+ * The deny list as one array computed once per query (an init plan), so the
+ * candidate is found by walking its partial index in order and stopping at
+ * the first allowed row, whatever the planner knows of the deny list.
+ */
+#define NOT_DENIED \
+	"NOT (r.root_namespace = ANY (ARRAY(SELECT root_namespace" \
+	"                                   FROM registry_migration.denied_namespaces)))"
+
 /* The next candidate of a kind not handled yet; false when there is none. */
 static bool
 next_candidate(EnqueueContext *ctx, Candidate kind, const Handled *handled)
@@ -370,16 +379,14 @@ next_candidate(EnqueueContext *ctx, Candidate kind, const Handled *handled)
 		[CANDIDATE_ABORTED] =
 		"SELECT id, path FROM registry_migration.repositories r"
 		" WHERE state = 'import_aborted' AND id <> ALL($1)"
-		"   AND NOT EXISTS (SELECT FROM registry_migration.denied_namespaces d"
-		"                    WHERE d.root_namespace = r.root_namespace)"
+		"   AND " NOT_DENIED
 		" ORDER BY aborted_at, id LIMIT 1",
 		[CANDIDATE_NEW] =
 		"SELECT id, path FROM registry_migration.repositories r"
 		" WHERE state = 'default' AND id <> ALL($1)"
 		"   AND ($2::timestamptz IS NULL OR created_at < $2)"
 		"   AND ($3::text[] IS NULL OR coalesce(plan, 'free') = ANY ($3))"
-		"   AND NOT EXISTS (SELECT FROM registry_migration.denied_namespaces d"
-		"                    WHERE d.root_namespace = r.root_namespace)"
+		"   AND " NOT_DENIED
 		" ORDER BY created_at, id LIMIT 1",
 	};
 	Oid			types[3] = {INT8ARRAYOID, TIMESTAMPTZOID, TEXTARRAYOID};

@@ -66,11 +66,15 @@ event_log_purge(int max_rows)
 	Oid			types[1] = {INT4OID};
 	Datum		values[1] = {Int32GetDatum(max_rows)};
 
-	/* Oldest first through the index on "at", so each batch is cheap. */
+	/*
+	 * Oldest first through the index on "at", so each batch is cheap: the
+	 * cutoff is computed once (an init plan), which lets it be an index
+	 * condition — clock_timestamp() in the comparison itself could not be.
+	 */
 	spi_cached_plan(&plan,
 					"DELETE FROM registry_migration.events WHERE id IN ("
 					" SELECT id FROM registry_migration.events"
-					" WHERE at < clock_timestamp() - (SELECT event_retention"
+					" WHERE at < (SELECT clock_timestamp() - event_retention"
 					"   FROM registry_migration.settings)"
 					" ORDER BY at LIMIT $1)",
 					1, types);

@@ -139,3 +139,17 @@ rm_worker_status(PG_FUNCTION_ARGS)
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	return (Datum) 0;
 }
+
+PG_FUNCTION_INFO_V1(rm_settings_changed);
+
+/*
+ * AFTER UPDATE trigger on registry_migration.settings: the worker reads the
+ * settings at every cycle, so a change (enabling the migration, raising the
+ * capacity) wakes it at commit instead of waiting for its next tick.
+ */
+Datum
+rm_settings_changed(PG_FUNCTION_ARGS)
+{
+	worker_wake_at_commit();
+	return PointerGetDatum(NULL);
+}
