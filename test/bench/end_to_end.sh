@@ -15,11 +15,9 @@
 # Overrides: N, CAPACITY, STEP_MS, MAX_TAGS_COUNT (0: no tag request; the
 # ideal counts only the steps), TIMEOUT (seconds, default 600),
 # ANALYZE_DENY_LIST=1 (ANALYZE the empty registry_migration.denied_namespaces
-# before the run: a deny list never analyzed makes the planner choose a
-# sequential scan of every waiting repository for each start),
-# EVENT_RETENTION (settings.event_retention; default: the extension's 30 days.
-# Every cycle starts with a purge that reads every event younger than the
-# retention, so its cost grows with the run; '0' keeps the table nearly empty).
+# before the run, to compare with a deny list the planner knows nothing of),
+# EVENT_RETENTION (settings.event_retention; default: the extension's 30 days;
+# '0' keeps the event log nearly empty, to compare).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib/cluster.sh

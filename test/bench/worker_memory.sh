@@ -11,13 +11,9 @@
 # for the status of every repository in process. MODE=idle: nothing to do.
 # WAKE_RATE=R (400) also commits R no-change notifications a second (each
 # wakes the worker), to reach more cycles in the time.
-# EVENT_RETENTION (default '0'): settings.event_retention. Every cycle starts
-# by purging old events, and that purge filters on clock_timestamp(), which
-# no index can serve: it reads every event younger than the retention, so
-# with the default 30 days the cycles slow down as the events table grows
-# (40 ms per cycle at 130 000 events) and far fewer cycles fit in the time.
-# With 0 every cycle deletes up to 1000 events, which also keeps the purge's
-# delete path in every cycle.
+# EVENT_RETENTION (default '0'): settings.event_retention. With 0 every
+# cycle's purge deletes up to 1000 events, which keeps the purge's delete
+# path in every cycle.
 #
 # Cycles are counted from the worker's one-line summaries in the server log.
 # RSS (VmRSS, and its private part RssAnon; RssShmem only grows with the
