@@ -10,6 +10,7 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "settings.h"
 #include "spi_util.h"
 #include "state_machine.h"
 #include "worker_shared.h"
@@ -124,24 +125,6 @@ repository_lock_by_id(int64 id, Repository *repo)
 	return lock_with(plan, Int64GetDatum(id), repo);
 }
 
-static int32
-current_max_retries(void)
-{
-	static SPIPlanPtr plan = NULL;
-	bool		isnull;
-	Datum		value;
-
-	spi_cached_plan(&plan, "SELECT max_retries FROM registry_migration.settings", 0, NULL);
-	spi_run(plan, NULL, NULL, true, 1, SPI_OK_SELECT);
-	if (SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("registry_migration.settings has no row"),
-				 errhint("Insert one: INSERT INTO registry_migration.settings DEFAULT VALUES.")));
-	value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	return DatumGetInt32(value);
-}
-
 static void
 store_row(const Repository *repo)
 {
@@ -187,7 +170,7 @@ repository_apply(Repository *repo, const TransitionRequest *request, const Event
 	TimestampTz now = GetCurrentTimestamp();	/* clock_timestamp(), SPEC §1 */
 	TransitionOutcome outcome;
 
-	outcome = transition_apply(&repo->row, request, current_max_retries(), now);
+	outcome = transition_apply(&repo->row, request, settings_load().max_retries, now);
 	if (!outcome.allowed)
 		return outcome;
 
