@@ -21,29 +21,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib/cluster.sh
+. scripts/lib/services.sh
 N=${N:-10000} CAPACITY=${CAPACITY:-50} STEP_MS=${STEP_MS:-100}
 MAX_TAGS_COUNT=${MAX_TAGS_COUNT:-0} TIMEOUT=${TIMEOUT:-600} ANALYZE_DENY_LIST=${ANALYZE_DENY_LIST:-0}
 EVENT_RETENTION=${EVENT_RETENTION:-}
 
-dir=$(mktemp -d /tmp/registry_migration_bench.XXXXXX)
-chmod 755 "$dir"
-pids=()
-cleanup() {
-    set +e
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
-    cluster_stop "$dir/pg"
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-start_with_port() {
-    local port_file=$1; shift
-    "$@" &
-    pids+=($!)
-    for _ in $(seq 100); do [ -s "$port_file" ] && return 0; sleep 0.1; done
-    echo "end_to_end: $1 did not start" >&2; return 1
-}
+services_init end_to_end
 q() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 
 step_s=$(awk -v ms="$STEP_MS" 'BEGIN { printf "%.3f", ms / 1000 }')
@@ -90,7 +73,7 @@ curl -sf -XPOST "$registry/_sim/config" -d "{\"notify_url\": \"http://127.0.0.1:
 # CPU time (clock ticks) of a process, and of the whole machine (busy, total).
 cpu_of() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 machine_cpu() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
-cpu_procs=("$worker_pid" "${pids[0]}" "${pids[1]}")
+cpu_procs=("$worker_pid" "${service_pids[0]}" "${service_pids[1]}")
 cpu_names=("worker" "simulator" "receiver")
 cpu_start=(); for p in "${cpu_procs[@]}"; do cpu_start+=("$(cpu_of "$p")"); done
 read -r busy_start total_start <<<"$(machine_cpu)"

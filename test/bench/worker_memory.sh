@@ -27,29 +27,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib/cluster.sh
+. scripts/lib/services.sh
 CYCLES=${CYCLES:-100000} DURATION=${DURATION:-540} WARMUP=${WARMUP:-2000}
 MODE=${MODE:-steady} WAKE_RATE=${WAKE_RATE:-400} GUARD_INTERVAL=${GUARD_INTERVAL:-50ms}
 REPOSITORIES=${REPOSITORIES:-30000} EVENT_RETENTION=${EVENT_RETENTION:-0}
 
-dir=$(mktemp -d /tmp/registry_migration_bench.XXXXXX)
-chmod 755 "$dir"
-pids=()
-cleanup() {
-    set +e
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
-    cluster_stop "$dir/pg"
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-start_with_port() {
-    local port_file=$1; shift
-    "$@" &
-    pids+=($!)
-    for _ in $(seq 100); do [ -s "$port_file" ] && return 0; sleep 0.1; done
-    echo "worker_memory: $1 did not start" >&2; return 1
-}
+services_init worker_memory
 q() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 
 start_with_port "$dir/registry.port" /usr/bin/python3 test/simulator/registry_simulator.py \
@@ -121,7 +104,7 @@ while psql.poll() is None:
     next_at += 1 / rate
     time.sleep(max(0, next_at - time.monotonic()))
 PY
-    pids+=($!)
+    service_pids+=($!)
 fi
 
 log=$dir/pg/server.log

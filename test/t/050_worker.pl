@@ -39,6 +39,8 @@ if ($receiver == 0)
 	exec('/usr/bin/python3', "$root/scripts/notification_receiver.py", '--secret', 's3cret',
 		'--port-file', "$tmp/receiver.port", '--log', "$tmp/receiver.log") or die "exec: $!";
 }
+# Stopped however the test ends, so a failing run leaves nothing behind.
+END { kill 'TERM', $receiver if $receiver && $receiver > 0 }
 for (1 .. 100) { last if -s "$tmp/receiver.port"; usleep(100_000) }
 $sim->configure(notify_url => 'http://127.0.0.1:' . slurp_file("$tmp/receiver.port") . '/notify/',
 	notify_secret => 's3cret');
@@ -203,6 +205,4 @@ ok($standby->poll_query_until('postgres', q{SELECT activity = 'idle: the server 
 $standby->stop;
 
 $node->stop;
-kill 'TERM', $receiver;
-waitpid $receiver, 0;
 done_testing();
