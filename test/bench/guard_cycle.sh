@@ -11,16 +11,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib/cluster.sh
+. scripts/lib/services.sh
 N=${N:-1000} LATENCY_MS=${LATENCY_MS:-20} CONCURRENCY=${CONCURRENCY:-16}
 
-dir=$(mktemp -d /tmp/registry_migration_bench.XXXXXX)
-chmod 755 "$dir"
-sim_pid=
-trap '[ -n "$sim_pid" ] && kill "$sim_pid"; cluster_stop "$dir/pg"; rm -rf "$dir"' EXIT
-/usr/bin/python3 test/simulator/registry_simulator.py --port-file "$dir/port" \
-    --pre-import-seconds 3600 >/dev/null &
-sim_pid=$!
-for _ in $(seq 50); do [ -s "$dir/port" ] && break; sleep 0.1; done
+services_init guard_cycle
+start_with_port "$dir/port" /usr/bin/python3 test/simulator/registry_simulator.py \
+    --port-file "$dir/port" --pre-import-seconds 3600 >/dev/null
 url=http://127.0.0.1:$(cat "$dir/port")
 
 # The registry runs a pre-import of each repository (started through the API,

@@ -7,16 +7,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib/cluster.sh
+. scripts/lib/services.sh
 N=${N:-1000} LATENCY_MS=${LATENCY_MS:-20} CONCURRENCY=${CONCURRENCY:-16}
 
-dir=$(mktemp -d /tmp/registry_migration_bench.XXXXXX)
-chmod 755 "$dir"
-sim_pid=
-trap '[ -n "$sim_pid" ] && kill "$sim_pid"; cluster_stop "$dir/pg"; rm -rf "$dir"' EXIT
-/usr/bin/python3 test/simulator/registry_simulator.py --port-file "$dir/port" \
-    --latency-ms "$LATENCY_MS" >/dev/null &
-sim_pid=$!
-for _ in $(seq 50); do [ -s "$dir/port" ] && break; sleep 0.1; done
+services_init status_batch
+start_with_port "$dir/port" /usr/bin/python3 test/simulator/registry_simulator.py \
+    --port-file "$dir/port" --latency-ms "$LATENCY_MS" >/dev/null
 url=http://127.0.0.1:$(cat "$dir/port")
 
 # The repositories exist on the new registry with a finished pre-import.
