@@ -140,3 +140,20 @@ run_isolated(void (*fn) (void *), void *arg, char **message)
 	PG_END_TRY();
 	return ok;
 }
+
+bool
+handle_repository(void (*handle) (void *), void (*on_error) (void *), void *arg,
+				  const char **error, CycleSummary *summary, const char *path)
+{
+	char	   *message;
+
+	if (run_isolated(handle, arg, &message))
+		return true;
+	summary_add(summary, SL_ERRORS, path, message);
+	ereport(WARNING,
+			(errmsg("registry_migration %s: error on repository \"%s\": %s",
+					summary->kind == CYCLE_GUARD ? "guard" : "enqueuer", path, message)));
+	*error = message;
+	(void) run_isolated(on_error, arg, &message);
+	return false;
+}

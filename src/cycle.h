@@ -43,4 +43,14 @@ extern void cycle_commit_point(void);
  */
 extern bool run_isolated(void (*fn) (void *), void *arg, char **message);
 
+/*
+ * One repository of a cycle: handle(arg) in a subtransaction. On an error
+ * the repository is listed under "errors", the error is logged, *error is
+ * set to its message and on_error(arg) runs in a subtransaction of its own
+ * (SPEC §6 step 4, §12.8), so one repository's error changes only that
+ * repository. True when handle succeeded.
+ */
+extern bool handle_repository(void (*handle) (void *), void (*on_error) (void *), void *arg,
+							  const char **error, CycleSummary *summary, const char *path);
+
 #endif

@@ -281,23 +281,14 @@ abort_after_error(void *arg)
 static HandleOutcome
 handle_isolated(EnqueueContext *ctx)
 {
-	char	   *message;
+	bool		ok;
 
 	/* A missing registry URL is the operator's to fix, not this repository's fault. */
 	registry_require_url();
-	if (run_isolated(handle_candidate, ctx, &message))
-	{
-		cycle_commit_point();
-		return ctx->outcome;
-	}
-	summary_add(ctx->summary, SL_ERRORS, ctx->path, message);
-	ereport(WARNING,
-			(errmsg("registry_migration enqueuer: error on repository \"%s\": %s",
-					ctx->path, message)));
-	ctx->error = message;
-	(void) run_isolated(abort_after_error, ctx, &message);
+	ok = handle_repository(handle_candidate, abort_after_error, ctx, &ctx->error,
+						   ctx->summary, ctx->path);
 	cycle_commit_point();
-	return HANDLED;
+	return ok ? ctx->outcome : HANDLED;
 }
 
 static const char *

@@ -367,18 +367,10 @@ guard_cycle_body(CycleSummary *summary)
 		for (int i = 0; i < count; i++)
 		{
 			GuardContext ctx = {.settings = &settings, .summary = summary, .stale = &stale[i]};
-			char	   *message;
 
 			cycle_commit_point();
-			if (!run_isolated(guard_one, &ctx, &message))
-			{
-				summary_add(summary, SL_ERRORS, stale[i].path, message);
-				ereport(WARNING,
-						(errmsg("registry_migration guard: error on repository \"%s\": %s",
-								stale[i].path, message)));
-				ctx.error = message;
-				(void) run_isolated(abort_after_error, &ctx, &message);
-			}
+			(void) handle_repository(guard_one, abort_after_error, &ctx, &ctx.error,
+									 summary, stale[i].path);
 		}
 	}
 	SPI_finish();
