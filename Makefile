@@ -1,7 +1,7 @@
 # registry_migration — PGXS build.
 
 EXTENSION = registry_migration
-EXTVERSION = 1.0
+EXTVERSION = 1.1
 
 MODULE_big = registry_migration
 OBJS = \
@@ -17,6 +17,7 @@ OBJS = \
 	src/event_log.o \
 	src/state_machine.o \
 	src/admin.o \
+	src/sql_path.o \
 	src/path_trigger.o \
 	src/registry_api.o \
 	src/jwt.o \
@@ -36,9 +37,9 @@ OBJS = \
 	src/worker_shared.o \
 	src/worker.o
 
-DATA = registry_migration--1.0.sql
+DATA = $(wildcard registry_migration--*.sql)
 
-REGRESS = states schema paths settings transitions admin decision events privileges gucs
+REGRESS = states schema paths settings transitions admin decision events privileges security gucs
 REGRESS_OPTS = --load-extension=registry_migration
 
 PG_CPPFLAGS = -I$(srcdir)/src -DEXTVERSION=\"$(EXTVERSION)\" \

@@ -39,8 +39,10 @@ SELECT c AS call, pg_temp.try('SELECT registry_migration.' || c) AS result
        'skip(NULL, ''not_found'')', 'skip(''group/app'', NULL)', 'skip(NULL, NULL)',
        'skip(''no/such/repo'', NULL)', 'reset(NULL)']) AS c;
 
--- Unknown path: P0002. The match is exact: another case, a trailing or
--- leading slash, spaces, a prefix or a LIKE pattern name no repository.
+-- A valid path that names no repository: P0002; the match is exact (a
+-- prefix names nothing). A path outside the grammar (another case, a
+-- trailing or leading slash, spaces, a LIKE pattern, empty) is refused
+-- first, with 22023, before any row is looked at.
 SELECT p AS path,
        pg_temp.try(format('SELECT registry_migration.skip(%L, ''not_found'')', p)) AS skip,
        pg_temp.try(format('SELECT registry_migration.reset(%L)', p)) AS reset

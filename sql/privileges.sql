@@ -104,23 +104,33 @@ RESET ROLE;
 SELECT path, state FROM repositories ORDER BY path;
 SELECT path, old_state, new_state, cause, event FROM events ORDER BY id;
 
--- The notification application's role, with exactly the README's grants:
--- handle_notification works; nothing else does.
+-- The notification application's role, with exactly the README's grant
+-- (EXECUTE on handle_notification, which runs with the extension owner's
+-- rights): handle_notification works; no table can be read or changed
+-- directly, and no other function runs.
 SET client_min_messages = warning;
 DROP ROLE IF EXISTS regress_rm_notifications;
 RESET client_min_messages;
 CREATE ROLE regress_rm_notifications NOLOGIN;
-GRANT SELECT, UPDATE ON registry_migration.repositories TO regress_rm_notifications;
-GRANT SELECT ON registry_migration.settings TO regress_rm_notifications;
-GRANT INSERT ON registry_migration.events TO regress_rm_notifications;
 GRANT EXECUTE ON FUNCTION registry_migration.handle_notification(text, text) TO regress_rm_notifications;
 INSERT INTO repositories (path, state, pre_import_started_at) VALUES ('priv/notified', 'pre_importing', now());
 SET ROLE regress_rm_notifications;
 SELECT registry_migration.handle_notification('priv/notified', 'pre_import_complete') AS notified;
 SELECT registry_migration.handle_notification('priv/notified', 'pre_import_complete') AS duplicate;
-SELECT pg_temp.try($$SELECT registry_migration.skip('priv/notified', 'not_found')$$) AS app_skip;
-SELECT pg_temp.try($$SELECT registry_migration.run_enqueuer()$$) AS app_enqueuer;
+SELECT c AS statement, pg_temp.try(c) AS result
+  FROM unnest(ARRAY[
+    $$SELECT registry_migration.skip('priv/notified', 'not_found')$$,
+    $$SELECT registry_migration.run_enqueuer()$$,
+    $$SELECT count(*) FROM registry_migration.repositories$$,
+    $$UPDATE registry_migration.repositories SET state = 'import_done', import_done_at = now()$$,
+    $$UPDATE registry_migration.repositories SET retries_count = 0$$,
+    $$INSERT INTO registry_migration.events (repository_id, path, old_state, new_state, cause, event)
+      VALUES (0, 'priv/forged', 'default', 'import_done', 'admin', 'forged')$$,
+    $$SELECT count(*) FROM registry_migration.settings$$,
+    $$UPDATE registry_migration.registry_state SET retry_after_until = NULL$$]) AS c;
 RESET ROLE;
+SELECT path, state FROM repositories WHERE path = 'priv/notified';
+SELECT count(*) AS forged_events FROM events WHERE event = 'forged';
 
 -- Clean up: the roles and their grants, so that a rerun works.
 DROP OWNED BY regress_rm_nobody, regress_rm_operator, regress_rm_notifications;

@@ -15,6 +15,7 @@
 #include "registry_client.h"
 #include "settings.h"
 #include "sql_enums.h"
+#include "sql_path.h"
 #include "state_machine.h"
 
 PG_FUNCTION_INFO_V1(rm_skip);
@@ -22,12 +23,10 @@ PG_FUNCTION_INFO_V1(rm_reset);
 PG_FUNCTION_INFO_V1(rm_cancel);
 PG_FUNCTION_INFO_V1(rm_retry);
 
-/* Lock the repository named by the path argument, or raise P0002. */
+/* Lock the repository with this path, or raise P0002. */
 static void
-lock_named_repository(FunctionCallInfo fcinfo, Repository *repo)
+lock_named_repository(const char *path, Repository *repo)
 {
-	char	   *path = text_to_cstring(PG_GETARG_TEXT_PP(0));
-
 	if (!repository_lock_by_path(path, repo))
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
@@ -35,16 +34,16 @@ lock_named_repository(FunctionCallInfo fcinfo, Repository *repo)
 				 errdetail("No row of registry_migration.repositories has this path.")));
 }
 
-/* Apply an admin event to the repository of argument 0; 55000 when refused. */
+/* Apply an admin event to the repository at path; 55000 when refused. */
 static Datum
-admin_event(FunctionCallInfo fcinfo, const TransitionRequest *request)
+admin_event(FunctionCallInfo fcinfo, const char *path, const TransitionRequest *request)
 {
 	EventNote	note = {.cause = CAUSE_ADMIN};
 	Repository	repo;
 	MigrationState after;
 
 	SPI_connect();
-	lock_named_repository(fcinfo, &repo);
+	lock_named_repository(path, &repo);
 	if (!repository_apply(&repo, request, &note).allowed)
 		repository_refused_error(&repo, request->event);
 	after = repo.row.state;
@@ -57,10 +56,13 @@ rm_skip(PG_FUNCTION_ARGS)
 {
 	TransitionRequest request = {.event = EV_SKIP, .has_reason = true};
 
+	char	   *path;
+
 	require_argument(fcinfo, 0, "path");
 	require_argument(fcinfo, 1, "reason");
+	path = path_argument(fcinfo, 0);
 	request.reason = skip_reason_from_datum(PG_GETARG_DATUM(1));
-	return admin_event(fcinfo, &request);
+	return admin_event(fcinfo, path, &request);
 }
 
 Datum
@@ -69,10 +71,12 @@ rm_reset(PG_FUNCTION_ARGS)
 	TransitionRequest request = {.event = EV_RESET};
 	EventNote	note = {.cause = CAUSE_ADMIN};
 	Repository	repo;
+	char	   *path;
 
 	require_argument(fcinfo, 0, "path");
+	path = path_argument(fcinfo, 0);
 	SPI_connect();
-	lock_named_repository(fcinfo, &repo);
+	lock_named_repository(path, &repo);
 	repository_apply_or_error(&repo, &request, &note);
 	repository_set_consecutive_429s(&repo, 0);
 	SPI_finish();
@@ -98,16 +102,18 @@ rm_cancel(PG_FUNCTION_ARGS)
 	EventNote	note = {.cause = CAUSE_ADMIN};
 	RegistryAnswer a;
 	MigrationState after;
+	char	   *path;
 
 	require_argument(fcinfo, 0, "path");
 	require_argument(fcinfo, 1, "force");
+	path = path_argument(fcinfo, 0);
 	force = PG_GETARG_BOOL(1);
 	if (force)
 		request = (TransitionRequest) {.event = EV_SKIP, .has_reason = true,
 		.reason = SR_MIGRATION_FORCED_CANCELED};
 
 	SPI_connect();
-	lock_named_repository(fcinfo, &repo);
+	lock_named_repository(path, &repo);
 	/* Refused before asking the registry: nothing to cancel from here. */
 	if (!event_allowed(request.event, repo.row.state))
 		repository_refused_error(&repo, request.event);
@@ -170,12 +176,14 @@ rm_retry(PG_FUNCTION_ARGS)
 	CycleSummary summary;
 	HandleOutcome outcome;
 	MigrationState after;
+	char	   *path;
 
 	require_argument(fcinfo, 0, "path");
+	path = path_argument(fcinfo, 0);
 	summary_init(&summary, CYCLE_ENQUEUER);
 	SPI_connect();
 	settings = settings_load();
-	lock_named_repository(fcinfo, &repo);
+	lock_named_repository(path, &repo);
 	check_retry_allowed(&settings, &repo);
 	if (root_namespace_denied(&repo))
 		ereport(ERROR,

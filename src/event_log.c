@@ -8,6 +8,7 @@
 #include "utils/builtins.h"
 
 #include "event_log.h"
+#include "settings.h"
 #include "spi_util.h"
 #include "sql_enums.h"
 
@@ -74,7 +75,8 @@ event_log_purge(int max_rows)
 	spi_cached_plan(&plan,
 					"DELETE FROM registry_migration.events WHERE id IN ("
 					" SELECT id FROM registry_migration.events"
-					" WHERE at < (SELECT clock_timestamp() - event_retention"
+					" WHERE at < (SELECT clock_timestamp()"
+					"   - least(event_retention, interval '" SETTINGS_MAX_INTERVAL "')"
 					"   FROM registry_migration.settings)"
 					" ORDER BY at LIMIT $1)",
 					1, types);

@@ -114,8 +114,9 @@ step_threshold(const GuardContext *ctx, double age_s, double list_after_s)
 		return s->import_timeout_s;
 	if (rate <= 0 || age_s <= list_after_s)
 		return s->pre_import_timeout_s;
-	enough = (int64) ceil(age_s / rate);
-	tags = registry_count_tags(ctx->stale->path, Max(enough, 1));
+	/* Enough tags to cover the age; beyond any real count, count them all (0). */
+	enough = age_s / rate < 1e15 ? Max((int64) ceil(age_s / rate), 1) : 0;
+	tags = registry_count_tags(ctx->stale->path, enough);
 	/* A failed listing counts as 0 tags. */
 	if (tags.answer != ANSWER_OK)
 		return s->pre_import_timeout_s;

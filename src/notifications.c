@@ -11,6 +11,7 @@
 #include "utils/builtins.h"
 
 #include "sql_enums.h"
+#include "sql_path.h"
 #include "state_machine.h"
 #include "worker_shared.h"
 
@@ -92,7 +93,7 @@ rm_handle_notification(PG_FUNCTION_ARGS)
 
 	require_argument(fcinfo, 0, "path");
 	require_argument(fcinfo, 1, "status");
-	path = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	path = path_argument(fcinfo, 0);
 	status = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	if (!is_valid_status(status))
 		ereport(ERROR,

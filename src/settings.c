@@ -26,6 +26,10 @@ enum
 	COL_GUARD_BATCH_SIZE
 };
 
+/* An interval column as float8 seconds, at most SETTINGS_MAX_INTERVAL. */
+#define SECONDS(column) \
+	"extract(epoch FROM least(" column ", interval '" SETTINGS_MAX_INTERVAL "'))::float8"
+
 static Datum
 column(int colno, bool *isnull)
 {
@@ -40,14 +44,22 @@ settings_load(void)
 	bool		isnull;
 	Datum		plans;
 
-	/* Intervals as seconds: the cycles compare them with ages in seconds. */
+	/*
+	 * Intervals as seconds: the cycles compare them with ages in seconds.
+	 * The table accepts values no arithmetic on timestamps survives (an
+	 * interval of 10 000 years, a rate of 1e400 seconds per tag): they are
+	 * capped where the cap changes nothing in practice, so a stored value
+	 * can never make every cycle and notification fail.
+	 */
 	spi_cached_plan(&plan,
-					"SELECT enabled, capacity, max_retries, start_max_retries,"
-					" extract(epoch FROM max_step_duration)::float8,"
-					" extract(epoch FROM pre_import_timeout)::float8,"
-					" extract(epoch FROM import_timeout)::float8,"
-					" pre_import_tags_rate::float8, max_tags_count, created_before, target_plans,"
-					" extract(epoch FROM enqueue_waiting_time)::float8, guard_batch_size"
+					"SELECT enabled, capacity, max_retries, start_max_retries, "
+					SECONDS("max_step_duration") ", "
+					SECONDS("pre_import_timeout") ", "
+					SECONDS("import_timeout") ","
+					" CASE WHEN pre_import_tags_rate < " SETTINGS_MIN_TAGS_RATE " THEN 0"
+					"  ELSE least(pre_import_tags_rate, " SETTINGS_MAX_TAGS_RATE ") END::float8,"
+					" max_tags_count, created_before, target_plans, "
+					SECONDS("enqueue_waiting_time") ", guard_batch_size"
 					" FROM registry_migration.settings",
 					0, NULL);
 	spi_run(plan, NULL, NULL, true, 1, SPI_OK_SELECT);

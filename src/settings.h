@@ -9,6 +9,16 @@
 
 #include "utils/timestamp.h"
 
+/*
+ * Caps on what the settings row may hold but no computation needs: a longer
+ * interval acts as this one, a rate below the minimum as 0 (off) and above
+ * the maximum as the maximum. SQL literals, for the statements that read
+ * the row.
+ */
+#define SETTINGS_MAX_INTERVAL "1000 years"
+#define SETTINGS_MIN_TAGS_RATE "0.000000001"
+#define SETTINGS_MAX_TAGS_RATE "1000000000"
+
 typedef struct MigrationSettings
 {
 	bool		enabled;

@@ -11,6 +11,7 @@
 #include "utils/builtins.h"
 
 #include "registry_client.h"
+#include "sql_path.h"
 
 PG_FUNCTION_INFO_V1(rm_registry_import_status);
 PG_FUNCTION_INFO_V1(rm_registry_tags_count);
@@ -33,7 +34,7 @@ lookup_failed(const char *what, const char *path, const RegistryAnswer *a)
 Datum
 rm_registry_import_status(PG_FUNCTION_ARGS)
 {
-	char	   *path = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *path = path_argument(fcinfo, 0);
 	RegistryAnswer a = registry_call(CALL_STATUS, path);
 
 	if (a.answer == ANSWER_NOT_FOUND)
@@ -46,7 +47,7 @@ rm_registry_import_status(PG_FUNCTION_ARGS)
 Datum
 rm_registry_tags_count(PG_FUNCTION_ARGS)
 {
-	char	   *path = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *path = path_argument(fcinfo, 0);
 	RegistryAnswer a = registry_count_tags(path, 0);
 
 	if (a.answer == ANSWER_NOT_FOUND)
@@ -84,6 +85,7 @@ rm_registry_import_statuses(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("paths must not contain NULL")));
+		path_require_valid(DatumGetTextPP(elements[i]), ERRCODE_INVALID_PARAMETER_VALUE);
 		paths[i] = TextDatumGetCString(elements[i]);
 	}
 	answers = palloc(sizeof(RegistryAnswer) * Max(n, 1));
@@ -145,8 +147,8 @@ Datum
 rm_registry_request(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *path = path_argument(fcinfo, 1);
 	RegistryCall call = call_from_name(text_to_cstring(PG_GETARG_TEXT_PP(0)));
-	char	   *path = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	RegistryAnswer a = call == CALL_TAGS ? registry_count_tags(path, 0) : registry_call(call, path);
 	Datum		values[6];
 	bool		isnull[6] = {false};

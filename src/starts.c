@@ -62,7 +62,9 @@ static void
 too_many_imports(Repository *repo, MigrationEvent start, const RegistryAnswer *a,
 				 const MigrationSettings *settings, const EventNote *note, StartResult *r)
 {
-	int32		count = repo->consecutive_429s + 1;
+	/* Saturates: a count written directly at the top of its type stays there. */
+	int32		count = repo->consecutive_429s < PG_INT32_MAX ? repo->consecutive_429s + 1
+		: PG_INT32_MAX;
 
 	if (a->has_retry_after)
 	{

@@ -157,7 +157,13 @@ enter_state(RepositoryRow *row, MigrationState target, const TransitionRequest *
 				row->aborted_in_state = old;
 			}
 			set_time(&row->aborted_at, now);
-			row->retries_count++;
+			/*
+			 * Rows can be written directly: a count already at the top of
+			 * its type stays there (it is past any limit) instead of
+			 * overflowing.
+			 */
+			if (row->retries_count < INT32_MAX)
+				row->retries_count++;
 			break;
 		case MS_IMPORT_SKIPPED:
 			set_time(&row->skipped_at, now);

@@ -5,6 +5,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "commands/trigger.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -150,6 +151,10 @@ PG_FUNCTION_INFO_V1(rm_settings_changed);
 Datum
 rm_settings_changed(PG_FUNCTION_ARGS)
 {
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("settings_changed() must be called as a trigger")));
 	worker_wake_at_commit();
 	return PointerGetDatum(NULL);
 }

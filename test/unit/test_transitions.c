@@ -454,6 +454,21 @@ check_abort_below_limit(void)
 		  out.steps[0].new_state == MS_IMPORT_ABORTED, "the step recorded");
 }
 
+/*
+ * A counter written directly at the top of its type: the next abort must
+ * not overflow it (UBSan stops here otherwise), and the row is skipped.
+ */
+static void
+check_abort_at_counter_limit(void)
+{
+	RepositoryRow row = make_row(MS_IMPORTING, ROW_BARE, INT32_MAX);
+	TransitionOutcome out = apply(&row, EV_ABORT, 3, 5000);
+
+	CHECK(out.allowed, "abort with the counter at its maximum");
+	CHECK_INT_EQ(row.retries_count, INT32_MAX, "the counter stays at its maximum");
+	CHECK_INT_EQ(row.state, MS_IMPORT_SKIPPED, "past the limit: skipped");
+}
+
 /* Retry: leaving import_aborted clears the abort columns but not the counter. */
 static void
 check_retry_clears_abort(void)
@@ -757,6 +772,7 @@ test_transitions(void)
 {
 	check_matrix();
 	check_abort_below_limit();
+	check_abort_at_counter_limit();
 	check_retry_clears_abort();
 	check_automatic_skips();
 	check_life_with_two_retries();
