@@ -5,9 +5,8 @@
 -- Every function that runs statements resolves names only in pg_catalog and
 -- in the extension's schema, whatever search_path its caller has: otherwise
 -- an operator or function planted in another schema (for example "=" on
--- migration_state) would run with the rights of whoever runs a cycle.
-ALTER FUNCTION @extschema@.repositories_check_path() SET search_path = pg_catalog, @extschema@, pg_temp;
-ALTER FUNCTION @extschema@.settings_changed() SET search_path = pg_catalog, @extschema@, pg_temp;
+-- migration_state) would run with the rights of whoever runs a cycle. The
+-- trigger functions and retry_decision run no statement.
 ALTER FUNCTION @extschema@.skip(text, @extschema@.skip_reason) SET search_path = pg_catalog, @extschema@, pg_temp;
 ALTER FUNCTION @extschema@.reset(text) SET search_path = pg_catalog, @extschema@, pg_temp;
 ALTER FUNCTION @extschema@.purge_events(integer) SET search_path = pg_catalog, @extschema@, pg_temp;

@@ -76,8 +76,7 @@ CREATE INDEX repositories_new ON @extschema@.repositories (created_at, id)
     WHERE state = 'default';
 
 CREATE FUNCTION @extschema@.repositories_check_path() RETURNS trigger
-    LANGUAGE c SET search_path = pg_catalog, @extschema@, pg_temp
-    AS 'MODULE_PATHNAME', 'rm_repositories_check_path';
+    LANGUAGE c AS 'MODULE_PATHNAME', 'rm_repositories_check_path';
 
 CREATE TRIGGER check_path BEFORE INSERT OR UPDATE OF path ON @extschema@.repositories
     FOR EACH ROW EXECUTE FUNCTION @extschema@.repositories_check_path();
@@ -169,8 +168,7 @@ CREATE TRIGGER refuse_truncate BEFORE TRUNCATE ON @extschema@.registry_state
 
 -- A committed change of the settings wakes the background worker.
 CREATE FUNCTION @extschema@.settings_changed() RETURNS trigger
-    LANGUAGE c SET search_path = pg_catalog, @extschema@, pg_temp
-    AS 'MODULE_PATHNAME', 'rm_settings_changed';
+    LANGUAGE c AS 'MODULE_PATHNAME', 'rm_settings_changed';
 CREATE TRIGGER wake_worker AFTER UPDATE ON @extschema@.settings
     FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.settings_changed();
 
@@ -210,7 +208,9 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.denied_namespaces', '');
 -- Functions. Every one that runs statements has a pinned search_path: names
 -- resolve only in pg_catalog and in this schema, so objects other roles
 -- create elsewhere (an "=" operator on migration_state, say) never run with
--- the rights of whoever runs a cycle.
+-- the rights of whoever runs a cycle. The C trigger functions and
+-- retry_decision run no statement and go without (the path trigger runs
+-- for every row loaded, and a pinned path costs a little on each call).
 
 CREATE FUNCTION @extschema@.retry_decision(
         state @extschema@.migration_state, registry_status text,

@@ -129,7 +129,8 @@ SET search_path = registry_migration, public;
 SELECT count(*) AS planted_calls FROM regress_rm_evil.calls;
 SELECT rolsuper AS attacker_is_superuser FROM pg_roles WHERE rolname = 'regress_rm_attacker';
 -- Every function that runs statements carries its own search_path; only
--- retry_decision (no statement at all) does without.
+-- retry_decision and the two C trigger functions (no statement at all) go
+-- without.
 SELECT p.oid::regprocedure AS function_without_pinned_search_path
   FROM pg_proc p
  WHERE p.pronamespace = 'registry_migration'::regnamespace
