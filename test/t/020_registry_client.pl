@@ -148,7 +148,8 @@ $node->safe_psql('postgres', q{SELECT registry_migration.registry_import_status(
 my %jti = map { $_->{claims}{jti} => 1 } @{ $sim->requests($since_tokens) };
 is(scalar(keys %jti), 1, 'the import token is reused within a session');
 is($import[0]{claims}{exp} - $import[0]{claims}{iat}, 300, 'token lifetime 5 minutes');
-like($log[0]{user_agent}, qr{^registry_migration/1\.0$}, 'User-Agent names the extension and version');
+my ($version) = slurp_file("$FindBin::RealBin/../../registry_migration.control") =~ /^default_version = '([^']+)'/m;
+is($log[0]{user_agent}, "registry_migration/$version", 'User-Agent names the extension and its current version');
 
 # The token settings take effect on reload.
 $node->append_conf('postgresql.conf', "registry_migration.jwt_token_lifetime = '2min'\n");

@@ -685,7 +685,7 @@ $r = $all_rows->{'nt/pre_import_done-import_complete'};
 ok(defined $r->{import_done_at}, 'import_complete for pre_import_done: import_done_at set');
 is_deeply([ requests() ], [], 'handle_notification sent no registry request (42 notifications)');
 
-# Errors, in order: NULL 22004, invalid status 22023, unknown path P0002, refused 55000.
+# Errors, in order: NULL 22004, invalid path or status 22023, unknown path P0002, refused 55000.
 my %error_cases = (
 	q{handle_notification(NULL, 'bogus')} => '22004',
 	q{handle_notification('no/such', NULL)} => '22004',
@@ -693,7 +693,7 @@ my %error_cases = (
 	q{handle_notification('no/such', 'PRE_IMPORT_COMPLETE')} => '22023',
 	q{handle_notification('nt/default-import_complete', 'import_completed')} => '22023',
 	q{handle_notification('no/such', 'pre_import_complete')} => 'P0002',
-	q{handle_notification('NT/default-import_complete', 'import_complete')} => 'P0002',
+	q{handle_notification('NT/default-import_complete', 'import_complete')} => '22023',
 	q{handle_notification('nt/default-import_complete', 'import_complete')} => '55000',
 );
 for my $call (sort keys %error_cases)
