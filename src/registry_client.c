@@ -9,6 +9,7 @@
 
 #include "guc.h"
 #include "http.h"
+#include "path.h"
 #include "registry_client.h"
 #include "registry_json.h"
 #include "token.h"
@@ -29,12 +30,32 @@ registry_require_url(void)
 						 "ALTER SYSTEM SET registry_migration.registry_url = 'https://registry.example.com'.")));
 }
 
+/*
+ * The URL of a call. The SQL functions check paths first; this is the last
+ * line of defence, so that no caller can build a request to another
+ * endpoint of the registry.
+ */
 static char *
 call_url(RegistryCall call, const char *path, long tags_per_page)
 {
-	char	   *url = registry_call_url(rm_registry_url, call, path, tags_per_page);
+	char		why[256];
+	char	   *url = registry_call_url(rm_registry_url, call, path, tags_per_page,
+										why, sizeof(why));
 	char	   *copy;
+	char	   *shown;
 
+	if (url == NULL && why[0] != '\0')
+	{
+		/* Quote at most the first 100 bytes of a long path. */
+		shown = pstrdup(path);
+		shown[pg_mbcliplen(shown, strlen(shown), 100)] = '\0';
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid repository path \"%s\": %s", shown, why),
+				 errdetail("A path is lower-case components of letters and digits joined by "
+						   "\".\", \"_\", \"__\" or \"-\", separated by \"/\", at most %d bytes.",
+						   PATH_MAX_BYTES)));
+	}
 	if (url == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),

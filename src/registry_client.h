@@ -1,5 +1,5 @@
 /*
- * registry_client.h — the five calls of the registry API (SPEC §8), each
+ * registry_client.h — the five calls of the registry API, each
  * returning a typed answer the cycles and the SQL functions act on.
  */
 #ifndef RM_REGISTRY_CLIENT_H
@@ -27,7 +27,10 @@ typedef struct RegistryAnswer
 /* Raise 22023 when registry_migration.registry_url is empty. */
 extern void registry_require_url(void);
 
-/* Start (pre-import or final import), cancel (plain or forced), or status. */
+/*
+ * Start (pre-import or final import), cancel (plain or forced), or status.
+ * A path that is not a repository path raises 22023 before any request.
+ */
 extern RegistryAnswer registry_call(RegistryCall call, const char *path);
 
 /*
