@@ -41,7 +41,9 @@ extern void registry_status_many(const char *const *paths, int npaths, RegistryA
 
 /*
  * Count the tags of a repository, following the registry's pages, and
- * stopping once enough (> 0) are counted; enough = 0 counts them all.
+ * stopping once enough (> 0) are counted; enough = 0 counts them all. A
+ * next page (Link header) that is not on the scheme, host and port of
+ * registry_url is not followed: the listing is then "registry unavailable".
  */
 extern RegistryAnswer registry_count_tags(const char *path, int64 enough);
 
