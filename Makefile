@@ -23,6 +23,7 @@ OBJS = \
 	src/jwt.o \
 	src/http.o \
 	src/registry_json.o \
+	src/url_origin.o \
 	src/token.o \
 	src/registry_client.o \
 	src/sql_lookups.o \
@@ -59,10 +60,11 @@ include $(PGXS)
 # Pure C logic (no server headers), tested outside the server under
 # AddressSanitizer and UndefinedBehaviorSanitizer.
 UNIT_SOURCES = src/states.c src/decision.c src/transitions.c src/path.c \
-	src/registry_api.c src/jwt.c
+	src/registry_api.c src/jwt.c src/registry_json.c src/url_origin.c
 UNIT_TESTS = test/unit/unit_tests.c test/unit/test_decision.c \
 	test/unit/test_transitions.c test/unit/test_path.c \
-	test/unit/test_registry_api.c test/unit/test_jwt.c
+	test/unit/test_registry_api.c test/unit/test_jwt.c \
+	test/unit/test_registry_json.c test/unit/test_url_origin.c
 
 test/unit/unit_tests: $(UNIT_SOURCES) $(UNIT_TESTS) test/unit/unit.h
 	$(CC) -std=c11 -g -O1 -Wall -Wextra -Werror -fno-omit-frame-pointer \

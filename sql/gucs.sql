@@ -109,7 +109,7 @@ ALTER SYSTEM SET registry_migration.jwt_issuer = '';
 \echo :LAST_ERROR_SQLSTATE
 ALTER SYSTEM SET registry_migration.jwt_audience = '';
 \echo :LAST_ERROR_SQLSTATE
--- A readable file that is not an RSA key.
+-- A device is refused before it is read, even a harmless one.
 ALTER SYSTEM SET registry_migration.jwt_private_key_file = '/dev/null';
 \echo :LAST_ERROR_SQLSTATE
 \set VERBOSITY terse

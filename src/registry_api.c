@@ -10,6 +10,8 @@
 
 #include <curl/curl.h>
 
+#include "path.h"
+
 static const char *const answer_names[] = {
 	[ANSWER_OK] = "ok",
 	[ANSWER_ACCEPTED] = "accepted",
@@ -51,7 +53,11 @@ registry_call_follows_redirects(RegistryCall call)
 	return call == CALL_STATUS || call == CALL_TAGS;
 }
 
-/* Append the repository path with each "/"-separated segment escaped. */
+/*
+ * Append the repository path with each "/"-separated segment escaped. Only
+ * for valid paths: curl_easy_escape reads a length of 0 as "up to the NUL",
+ * so an empty segment would repeat the rest of the path.
+ */
 static bool
 append_escaped_path(char *out, size_t outlen, const char *path)
 {
@@ -80,22 +86,31 @@ append_escaped_path(char *out, size_t outlen, const char *path)
 }
 
 char *
-registry_call_url(const char *base, RegistryCall call, const char *path, long tags_per_page)
+registry_call_url(const char *base, RegistryCall call, const char *path, long tags_per_page,
+				  char *why, size_t whylen)
 {
-	/* Escaping at most triples the path; the rest is short. */
-	size_t		outlen = strlen(base) + 3 * strlen(path) + 96;
+	size_t		outlen;
 	size_t		baselen = strlen(base);
-	char	   *out = malloc(outlen);
+	char	   *out;
 	size_t		used;
 
-	if (out == NULL)
+	if (!path_validate(path, strlen(path), why, whylen))
 		return NULL;
+	/* Escaping at most triples the path; the rest is short. */
+	outlen = baselen + 3 * strlen(path) + 96;
+	out = malloc(outlen);
+	if (out == NULL)
+	{
+		why[0] = '\0';
+		return NULL;
+	}
 	while (baselen > 0 && base[baselen - 1] == '/')
 		baselen--;
 	snprintf(out, outlen, "%.*s%s", (int) baselen, base,
 			 call == CALL_TAGS ? "/v2/" : "/gitlab/v1/import/");
 	if (!append_escaped_path(out, outlen, path))
 	{
+		why[0] = '\0';
 		free(out);
 		return NULL;
 	}
@@ -139,7 +154,7 @@ classify_start(long code)
 		case 429:
 			return ANSWER_TOO_MANY_IMPORTS;
 	}
-	/* 400, 424, any other 4xx, another 2xx or a 1xx: unusable (SPEC §12.5). */
+	/* 400, 424, any other 4xx, another 2xx or a 1xx: an unusable answer. */
 	return ANSWER_REFUSED;
 }
 
@@ -148,7 +163,7 @@ classify_answer(RegistryCall call, bool transport_ok, long code)
 {
 	bool		is_start = call == CALL_START_PRE_IMPORT || call == CALL_START_IMPORT;
 
-	/* SPEC §1 and §12.5: no usable answer about the repository. */
+	/* No usable answer about the repository: the registry is unavailable. */
 	if (!transport_ok || code >= 500 || code == 401 || code == 403 ||
 		(code >= 300 && code < 400) || code < 100 || code > 599)
 		return ANSWER_UNAVAILABLE;

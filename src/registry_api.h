@@ -1,5 +1,5 @@
 /*
- * registry_api.h — the registry HTTP API of SPEC §8 as pure functions:
+ * registry_api.h — the registry HTTP API as pure functions:
  * which request each call sends, and how its answer is classified.
  *
  * No server headers (libcurl only, for its URL escaping and date parsing):
@@ -23,7 +23,7 @@ typedef enum RegistryCall
 	CALL_TAGS
 } RegistryCall;
 
-/* What an answer means for the repository (SPEC §1, §3.4, §12.5). */
+/* What an answer means for the repository. */
 typedef enum AnswerClass
 {
 	ANSWER_OK,					/* 200 to a status or tag request */
@@ -40,17 +40,19 @@ extern const char *answer_class_name(AnswerClass answer);
 
 extern const char *registry_call_method(RegistryCall call);
 
-/* Only GET follows redirects (SPEC §8.2). */
+/* Only GET follows redirects; PUT and DELETE must not repeat elsewhere. */
 extern bool registry_call_follows_redirects(RegistryCall call);
 
 /*
  * The URL of a call: base (without trailing "/") + the call's path, with
  * each segment of the repository path escaped. tags_per_page is the n of a
- * tag list (ignored for other calls). Returns a malloc'd string, or NULL
- * when out of memory.
+ * tag list (ignored for other calls). Returns a malloc'd string, or NULL:
+ * with the reason in why when path is not a valid repository path (so
+ * "..", empty or encoded segments never become a request to another
+ * endpoint, whoever the caller is), with why empty when out of memory.
  */
 extern char *registry_call_url(const char *base, RegistryCall call, const char *path,
-							   long tags_per_page);
+							   long tags_per_page, char *why, size_t whylen);
 
 /*
  * Classify an answer. transport_ok is false when no complete HTTP answer

@@ -1,5 +1,5 @@
 /*
- * registry_client.h — the five calls of the registry API (SPEC §8), each
+ * registry_client.h — the five calls of the registry API, each
  * returning a typed answer the cycles and the SQL functions act on.
  */
 #ifndef RM_REGISTRY_CLIENT_H
@@ -27,7 +27,10 @@ typedef struct RegistryAnswer
 /* Raise 22023 when registry_migration.registry_url is empty. */
 extern void registry_require_url(void);
 
-/* Start (pre-import or final import), cancel (plain or forced), or status. */
+/*
+ * Start (pre-import or final import), cancel (plain or forced), or status.
+ * A path that is not a repository path raises 22023 before any request.
+ */
 extern RegistryAnswer registry_call(RegistryCall call, const char *path);
 
 /*
@@ -38,7 +41,9 @@ extern void registry_status_many(const char *const *paths, int npaths, RegistryA
 
 /*
  * Count the tags of a repository, following the registry's pages, and
- * stopping once enough (> 0) are counted; enough = 0 counts them all.
+ * stopping once enough (> 0) are counted; enough = 0 counts them all. A
+ * next page (Link header) that is not on the scheme, host and port of
+ * registry_url is not followed: the listing is then "registry unavailable".
  */
 extern RegistryAnswer registry_count_tags(const char *path, int64 enough);
 

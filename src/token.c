@@ -68,15 +68,17 @@ refresh_key(void)
 	EVP_PKEY_free(key);
 	key = NULL;
 	key = jwt_load_private_key(now.key_file, err, sizeof(err));
-	if (key == NULL || !jwt_key_id(key, key_id))
+	if (key != NULL && !jwt_key_id(key, key_id))
 	{
 		EVP_PKEY_free(key);
 		key = NULL;
+		strlcpy(err, "could not compute the key id", sizeof(err));
+	}
+	if (key == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("could not use registry_migration.jwt_private_key_file: %s",
-						key ? "could not compute the key id" : err)));
-	}
+				 errmsg("could not use registry_migration.jwt_private_key_file"),
+				 errdetail("Key file \"%s\": %s.", now.key_file, err)));
 	cached_for = now;
 }
 
@@ -93,7 +95,7 @@ append_random_id(StringInfo out)
 		appendStringInfo(out, "%02x", bytes[i]);
 }
 
-/* The claims of SPEC §8.1; access_json is the "access" array. */
+/* The claims the registry checks; access_json is the "access" array. */
 static char *
 claims_json(time_t now, const char *access_json)
 {

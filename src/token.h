@@ -1,5 +1,5 @@
 /*
- * token.h — the bearer tokens the registry requests carry (SPEC §8.1).
+ * token.h — the bearer tokens the registry requests carry.
  */
 #ifndef RM_TOKEN_H
 #define RM_TOKEN_H

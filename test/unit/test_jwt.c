@@ -1,10 +1,13 @@
 /*
- * test_jwt.c — base64url, base32, the libtrust key id and RS256 signatures
- * (SPEC §8.1), checked against independent values and OpenSSL's verifier.
+ * test_jwt.c — base64url, base32, the libtrust key id and RS256 signatures,
+ * checked against independent values and OpenSSL's verifier; key files
+ * that must be refused without blocking.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -142,10 +145,85 @@ test_bad_keys(void)
 	EVP_PKEY_free(ec);
 }
 
+/* A key file is read only if it is a regular file of bounded size, without blocking. */
+static void
+test_key_file_kinds(void)
+{
+	char		err[256] = "";
+	char		dir[] = "/tmp/rm_unit_keydirXXXXXX";
+	char		fifo[300];
+	char		big[300];
+	char		link[300];
+	char		encrypted[300];
+	char		target[PATH_MAX];
+	size_t		len = 0;
+	char	   *contents;
+	FILE	   *f;
+	EVP_PKEY   *rsa = EVP_RSA_gen(2048);
+
+	if (!CHECK(mkdtemp(dir) != NULL, "a temporary directory"))
+		return;
+	snprintf(fifo, sizeof(fifo), "%s/fifo.pem", dir);
+	snprintf(big, sizeof(big), "%s/big.pem", dir);
+	snprintf(link, sizeof(link), "%s/link.pem", dir);
+	snprintf(encrypted, sizeof(encrypted), "%s/encrypted.pem", dir);
+
+	/* A FIFO without a writer: refused at once (the alarm ends a hang as a failure). */
+	CHECK(mkfifo(fifo, 0600) == 0, "mkfifo");
+	alarm(10);
+	CHECK(jwt_load_private_key(fifo, err, sizeof(err)) == NULL, "a FIFO is refused");
+	alarm(0);
+	CHECK_CONTAINS(err, "it is a FIFO, not a regular file", "FIFO reason");
+
+	CHECK(jwt_load_private_key(dir, err, sizeof(err)) == NULL, "a directory is refused");
+	CHECK_CONTAINS(err, "directory, not a regular file", "directory reason");
+	CHECK(jwt_load_private_key("/dev/zero", err, sizeof(err)) == NULL, "a device is refused");
+	CHECK_CONTAINS(err, "character device, not a regular file", "device reason");
+
+	/* Over the size limit: refused without reading it. */
+	f = fopen(big, "w");
+	CHECK(f != NULL && ftruncate(fileno(f), JWT_KEY_FILE_MAX + 1) == 0, "a large sparse file");
+	fclose(f);
+	CHECK(jwt_load_private_key(big, err, sizeof(err)) == NULL, "a file over the limit is refused");
+	CHECK_CONTAINS(err, "larger than", "size reason");
+	f = fopen(big, "w");
+	fputs("exactly this", f);
+	fclose(f);
+	contents = jwt_read_key_file(big, &len, err, sizeof(err));
+	CHECK_STR_EQ(contents, "exactly this", "a small regular file is read whole");
+	CHECK_INT_EQ(len, 12, "its length");
+	free(contents);
+
+	/* A symbolic link to a regular file is fine (FIXTURES may be relative). */
+	if (CHECK(realpath(FIXTURES "/jwt_test_key.pem", target) != NULL && symlink(target, link) == 0,
+			  "a link to the fixture key"))
+	{
+		EVP_PKEY   *key = jwt_load_private_key(link, err, sizeof(err));
+
+		CHECK(key != NULL, "a symbolic link to the key loads (%s)", err);
+		EVP_PKEY_free(key);
+	}
+
+	/* An encrypted key is refused, never prompted for. */
+	f = fopen(encrypted, "w");
+	PEM_write_PrivateKey(f, rsa, EVP_aes_128_cbc(), (unsigned char *) "secret", 6, NULL, NULL);
+	fclose(f);
+	CHECK(jwt_load_private_key(encrypted, err, sizeof(err)) == NULL, "an encrypted key is refused");
+	CHECK_CONTAINS(err, "unencrypted RSA", "encrypted key reason");
+
+	unlink(fifo);
+	unlink(big);
+	unlink(link);
+	unlink(encrypted);
+	rmdir(dir);
+	EVP_PKEY_free(rsa);
+}
+
 void
 test_jwt(void)
 {
 	test_encodings();
 	test_signature();
 	test_bad_keys();
+	test_key_file_kinds();
 }

@@ -1,6 +1,7 @@
 /*
  * test_registry_api.c — URLs, answer classification, Retry-After and Link
- * parsing of the registry API (SPEC §1, §3.4, §8, §12.5).
+ * parsing of the registry API, and URLs refused for paths that are not
+ * repository paths.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -8,16 +9,37 @@
 
 #include <curl/curl.h>
 
+#include "path.h"
 #include "registry_api.h"
 #include "unit.h"
 
 static void
 check_url(const char *base, RegistryCall call, const char *path, long n, const char *want)
 {
-	char	   *got = registry_call_url(base, call, path, n);
+	char		why[256];
+	char	   *got = registry_call_url(base, call, path, n, why, sizeof(why));
 
 	CHECK_STR_EQ(got, want, "URL of call %d for \"%s\" on \"%s\"", (int) call, path, base);
 	free(got);
+}
+
+/* A path that is not a repository path builds no URL, and says why. */
+static void
+check_refused(const char *path, const char *reason)
+{
+	char		why[256] = "";
+	RegistryCall calls[] = {CALL_START_PRE_IMPORT, CALL_START_IMPORT, CALL_CANCEL,
+	CALL_FORCE_CANCEL, CALL_STATUS, CALL_TAGS};
+
+	for (size_t c = 0; c < sizeof(calls) / sizeof(calls[0]); c++)
+	{
+		char	   *got = registry_call_url("http://127.0.0.1:5000", calls[c], path, 10,
+											why, sizeof(why));
+
+		CHECK_STR_EQ(got, NULL, "call %d for \"%.60s\" is refused", (int) calls[c], path);
+		CHECK_CONTAINS(why, reason, "reason for \"%.60s\"", path);
+		free(got);
+	}
 }
 
 static void
@@ -39,14 +61,49 @@ test_urls(void)
 	/* A trailing slash on the base is not doubled; a prefix path is kept. */
 	check_url("https://r.example.com/prefix//", CALL_STATUS, "a/b", 0,
 			  "https://r.example.com/prefix/gitlab/v1/import/a/b/");
-	/* Each segment is escaped; the separating slashes are not. */
-	check_url(base, CALL_STATUS, "a b/c%d/e?f", 0,
-			  "http://127.0.0.1:5000/gitlab/v1/import/a%20b/c%25d/e%3Ff/");
-	check_url(base, CALL_STATUS, "caf\xc3\xa9", 0,
-			  "http://127.0.0.1:5000/gitlab/v1/import/caf%C3%A9/");
+	check_url(base, CALL_STATUS, "a-b/c__d/e.f", 0,
+			  "http://127.0.0.1:5000/gitlab/v1/import/a-b/c__d/e.f/");
 }
 
-/* Expected class of code for a start, written from SPEC §3.4 and §12.5. */
+static void
+test_urls_refused(void)
+{
+	char		slashes[3001];
+	char		longest[PATH_MAX_BYTES + 2];
+	char		why[256];
+	char	   *url;
+
+	/* Nothing that could name another endpoint reaches libcurl. */
+	check_refused("..", "separator");
+	check_refused("a/../../v2/_catalog", "separator");
+	check_refused("a/./b", "separator");
+	check_refused("a//b", "empty path component");
+	check_refused("/a", "starts with");
+	check_refused("a/", "ends with");
+	check_refused("", "empty");
+	check_refused("a%2e%2e/b", "not allowed");
+	check_refused("a%2Fb", "not allowed");
+	check_refused("a b/c", "not allowed");
+	check_refused("a?x=1", "not allowed");
+	check_refused("a#b", "not allowed");
+	check_refused("a\\b", "not allowed");
+	check_refused("caf\xc3\xa9", "not allowed");
+	check_refused("A/b", "upper-case");
+	check_refused("a\nb", "not allowed");
+	memset(slashes, '/', 3000);
+	slashes[3000] = '\0';
+	check_refused(slashes, "at most");
+	memset(longest, 'a', PATH_MAX_BYTES + 1);
+	longest[PATH_MAX_BYTES + 1] = '\0';
+	check_refused(longest, "at most 255");
+	longest[PATH_MAX_BYTES] = '\0';
+	url = registry_call_url("http://h", CALL_STATUS, longest, 0, why, sizeof(why));
+	CHECK(url != NULL && strlen(url) == strlen("http://h/gitlab/v1/import//") + PATH_MAX_BYTES,
+		  "a path of %d bytes is fine", PATH_MAX_BYTES);
+	free(url);
+}
+
+/* Expected class of code for a start, written independently of the code. */
 static AnswerClass
 expected_start(long code)
 {
@@ -65,7 +122,7 @@ expected_start(long code)
 	return ANSWER_REFUSED;		/* 400, 424, other 4xx (408 too), other 2xx, 1xx */
 }
 
-/* Expected class of code for a status, tag list or cancel (SPEC §1, §8, §12.5). */
+/* Expected class of code for a status, tag list or cancel. */
 static AnswerClass
 expected_other(RegistryCall call, long code)
 {
@@ -170,6 +227,7 @@ void
 test_registry_api(void)
 {
 	test_urls();
+	test_urls_refused();
 	test_classification();
 	test_retry_after();
 	test_link();

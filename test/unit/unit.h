@@ -62,5 +62,7 @@ extern void test_transitions(void);
 extern void test_path(void);
 extern void test_registry_api(void);
 extern void test_jwt(void);
+extern void test_registry_json(void);
+extern void test_url_origin(void);
 
 #endif

@@ -147,6 +147,8 @@ main(void)
 	run_suite("path", test_path);
 	run_suite("registry_api", test_registry_api);
 	run_suite("jwt", test_jwt);
+	run_suite("registry_json", test_registry_json);
+	run_suite("url_origin", test_url_origin);
 
 	printf("unit: %ld passed, %ld failed\n", checks - failures, failures);
 	return failures > 0 ? EXIT_FAILURE : EXIT_SUCCESS;
