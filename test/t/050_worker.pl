@@ -188,10 +188,11 @@ ok($node->poll_query_until('postgres', q{SELECT s->>'truncated' = 'true' AND (s-
 	AND EXISTS (SELECT FROM jsonb_each_text(s->'counts') AS c WHERE c.value::int > jsonb_array_length(s->c.key))
 	FROM (SELECT last_guard_summary AS s FROM registry_migration.worker_status) AS w}),
 	'a long guard summary is stored cut to valid JSON, with the length of each list');
+note('a cut summary: ', $node->safe_psql('postgres', 'SELECT last_guard_summary FROM registry_migration.worker_status'));
 ok($node->poll_query_until('postgres', q{SELECT count(*) = 0 FROM registry_migration.repositories
 	WHERE path LIKE 'long/%' AND state = 'pre_importing'}), 'the guard handled all 300');
 my ($rc, $out, $err) = $node->psql('postgres', 'SELECT * FROM registry_migration.worker_status');
-is($err, '', 'worker_status reads without an error');
+is($err, '', 'worker_status reads without an error afterwards');
 $node->safe_psql('postgres', q{DELETE FROM registry_migration.repositories WHERE path LIKE 'long/%';
 	UPDATE registry_migration.settings SET enabled = true;});
 
