@@ -24,6 +24,8 @@ int			rm_connect_timeout_ms = 2000;
 int			rm_request_timeout_ms = 10000;
 int			rm_max_concurrent_requests = 16;
 char	   *rm_database = NULL;
+char	   *rm_worker_role = NULL;
+bool		rm_worker_role_refused = false;
 bool		rm_worker_enabled = true;
 int			rm_guard_interval_ms = 60000;
 int			rm_enqueue_interval_ms = 10000;
@@ -137,6 +139,45 @@ check_database(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+/*
+ * The worker's role: empty (the bootstrap superuser), or a name a role can
+ * have. Whether the role exists, can log in and is not a superuser can only
+ * be known once connected; the worker reports that itself.
+ */
+static bool
+valid_worker_role(const char *name)
+{
+	if (name == NULL || name[0] == '\0')
+		return true;
+	if (strlen(name) >= NAMEDATALEN)
+	{
+		GUC_check_errdetail("A role name has at most %d bytes.", NAMEDATALEN - 1);
+		return false;
+	}
+	if (strcmp(name, "public") == 0 || strcmp(name, "none") == 0 ||
+		strncmp(name, "pg_", 3) == 0)
+	{
+		GUC_check_errdetail("\"%s\" is reserved and cannot be the name of a role that logs in.", name);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * A value refused while the library is preloaded only gives a WARNING and
+ * leaves the default, which is the bootstrap superuser: remember it, so that
+ * the worker does not fall back to the very rights the setting avoids.
+ */
+static bool
+check_worker_role(char **newval, void **extra, GucSource source)
+{
+	bool		valid = valid_worker_role(*newval);
+
+	if (process_shared_preload_libraries_in_progress)
+		rm_worker_role_refused = !valid;
+	return valid;
+}
+
 static void
 define_registry_settings(void)
 {
@@ -186,10 +227,18 @@ define_worker_settings(void)
 	 * preloaded, which is also the only case in which a worker exists.
 	 */
 	if (process_shared_preload_libraries_in_progress)
+	{
 		DefineCustomStringVariable("registry_migration.database",
 								   "Database the background worker serves.",
 								   NULL, &rm_database, "postgres",
 								   PGC_POSTMASTER, 0, check_database, NULL, NULL);
+		DefineCustomStringVariable("registry_migration.worker_role",
+								   "Role the background worker connects as.",
+								   "Empty: the bootstrap superuser. Otherwise a LOGIN role "
+								   "that is not a superuser and holds the worker's grants.",
+								   &rm_worker_role, "",
+								   PGC_POSTMASTER, 0, check_worker_role, NULL, NULL);
+	}
 	DefineCustomBoolVariable("registry_migration.worker_enabled",
 							 "Whether the background worker runs cycles.",
 							 NULL, &rm_worker_enabled, true,

@@ -1,5 +1,5 @@
 /*
- * guc.h — the configuration parameters of SPEC §2.7.
+ * guc.h — the registry_migration.* configuration parameters.
  */
 #ifndef RM_GUC_H
 #define RM_GUC_H
@@ -13,6 +13,9 @@ extern int	rm_connect_timeout_ms;
 extern int	rm_request_timeout_ms;
 extern int	rm_max_concurrent_requests;
 extern char *rm_database;
+extern char *rm_worker_role;
+/* The configured worker_role was refused when the library was preloaded. */
+extern bool rm_worker_role_refused;
 extern bool rm_worker_enabled;
 extern int	rm_guard_interval_ms;
 extern int	rm_enqueue_interval_ms;

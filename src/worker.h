@@ -1,5 +1,5 @@
 /*
- * worker.h — the background worker (SPEC §9).
+ * worker.h — the background worker.
  */
 #ifndef RM_WORKER_H
 #define RM_WORKER_H

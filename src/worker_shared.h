@@ -14,6 +14,8 @@
 
 #define WORKER_SUMMARY_LEN 2048
 #define WORKER_TEXT_LEN 512
+/* Room for "waiting to retry connecting as role" and a role name. */
+#define WORKER_ACTIVITY_LEN 128
 
 typedef struct WorkerShared
 {
@@ -21,7 +23,7 @@ typedef struct WorkerShared
 	pid_t		pid;			/* 0 when no worker runs */
 	Latch	   *latch;			/* the worker's PGPROC latch (shared memory) */
 	char		database[NAMEDATALEN];
-	char		activity[64];
+	char		activity[WORKER_ACTIVITY_LEN];
 	TimestampTz since;			/* start of the current activity */
 	TimestampTz last_guard_at;
 	double		last_guard_ms;
@@ -31,6 +33,7 @@ typedef struct WorkerShared
 	char		last_enqueue_summary[WORKER_SUMMARY_LEN];
 	TimestampTz last_error_at;
 	char		last_error[WORKER_TEXT_LEN];
+	int			connect_failures;	/* failed connection attempts in a row */
 } WorkerShared;
 
 /* Shared memory hooks, installed by _PG_init while preloading. */
@@ -38,6 +41,16 @@ extern void worker_shared_init(void);
 
 /* The shared struct, or NULL when the library was not preloaded. */
 extern WorkerShared *worker_shared(void);
+
+/* Keep message as the worker's last error, cut at a character boundary. */
+extern void worker_shared_set_error(const char *message);
+
+/*
+ * A cycle summary (jsonb) as text for a buffer of WORKER_SUMMARY_LEN bytes:
+ * as it is when it fits, otherwise still valid JSON, with every list cut to
+ * what fits, "truncated": true and each list's full length under "counts".
+ */
+extern void worker_summary_fit(Datum summary, char *buffer);
 
 /* Transaction callback, registered once per backend. */
 extern void worker_wake_init(void);

@@ -1,4 +1,4 @@
-# The background worker (SPEC §9): with the library preloaded, a migration
+# The background worker: with the library preloaded, a migration
 # through the simulator completes with no SQL call but the setup; it is
 # woken by committed (not rolled-back) changes; reloads change its
 # intervals; it survives termination and SIGKILL, DROP DATABASE of another
@@ -174,6 +174,27 @@ $sim->clear_faults;
 $node->append_conf('postgresql.conf', "registry_migration.request_timeout = '10s'\n");
 $node->reload;
 all_done('the repository whose start hung is migrated after the restart');
+
+# ---- a guard summary longer than its slot in shared memory -----------------
+# A guard batch of stale repositories with ~200-byte paths gives a summary of
+# some 20 kB: worker_status must still read (it casts the summary to jsonb),
+# showing the lists cut to fit and the full length of each.
+$node->safe_psql('postgres', q{UPDATE registry_migration.settings SET enabled = false;
+	INSERT INTO registry_migration.repositories (path, state, pre_import_started_at)
+	SELECT 'long/' || repeat('x', 190) || '-' || i, 'pre_importing', now() - interval '1 hour'
+	  FROM generate_series(1, 300) AS i;});
+ok($node->poll_query_until('postgres', q{SELECT s->>'truncated' = 'true' AND (s->>'stale')::int = 100
+	AND (SELECT sum(value::int) FROM jsonb_each_text(s->'counts')) >= 100
+	AND EXISTS (SELECT FROM jsonb_each_text(s->'counts') AS c WHERE c.value::int > jsonb_array_length(s->c.key))
+	FROM (SELECT last_guard_summary AS s FROM registry_migration.worker_status) AS w}),
+	'a long guard summary is stored cut to valid JSON, with the length of each list');
+note('a cut summary: ', $node->safe_psql('postgres', 'SELECT last_guard_summary FROM registry_migration.worker_status'));
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 0 FROM registry_migration.repositories
+	WHERE path LIKE 'long/%' AND state = 'pre_importing'}), 'the guard handled all 300');
+my ($rc, $out, $err) = $node->psql('postgres', 'SELECT * FROM registry_migration.worker_status');
+is($err, '', 'worker_status reads without an error afterwards');
+$node->safe_psql('postgres', q{DELETE FROM registry_migration.repositories WHERE path LIKE 'long/%';
+	UPDATE registry_migration.settings SET enabled = true;});
 
 # ---- DROP DATABASE of another database, DROP EXTENSION ---------------------
 $node->safe_psql('postgres', 'CREATE DATABASE other');
