@@ -43,10 +43,12 @@ my %VALUE_OPTIONS = (
 	latency_ms         => '--latency-ms',
 	cancel_cooldown    => '--cancel-cooldown',
 	port_file          => '--port-file',
-	shutdown_grace     => '--shutdown-grace',);
+	shutdown_grace     => '--shutdown-grace',
+	bind               => '--bind',);
 my %FLAG_OPTIONS = (
 	auto_create   => '--auto-create',
 	ignore_tags_n => '--ignore-tags-n',
+	catch_all     => '--catch-all',
 	verbose       => '--verbose',);
 
 # The simulator lives in test/simulator, next to this module's test/perl.
@@ -59,7 +61,8 @@ sub script_path
 sub new
 {
 	my ($class, %options) = @_;
-	my @args = ('--port', 0);
+	# port => N asks for that port; new() dies if it cannot be had.
+	my @args = ('--port', $options{port} // 0);
 	for my $name (sort keys %options)
 	{
 		my $value = $options{$name};
@@ -71,7 +74,7 @@ sub new
 		{
 			push @args, $FLAG_OPTIONS{$name} if $value;
 		}
-		elsif ($name ne 'stderr' && $name ne 'start_timeout')
+		elsif ($name ne 'stderr' && $name ne 'start_timeout' && $name ne 'port')
 		{
 			croak "RegistrySimulator: unknown option '$name'";
 		}
@@ -211,6 +214,44 @@ sub set_faults
 	return $self->_control('POST', 'faults', { rules => \@rules });
 }
 
+# The same rules, added after the ones already set.
+sub add_faults
+{
+	my ($self, @rules) = @_;
+	return $self->_control('POST', 'faults', { rules => \@rules, append => JSON::PP::true });
+}
+
+# One hostile answer, added after the rules already set:
+#   $sim->hostile(kind => 'status', path => 'g/a', type => 'deep_json', depth => 1e6);
+#   $sim->hostile(kind => 'tags', type => 'tag_pages', pages => 30, page_bytes => 8e6, times => 5);
+# The match keys (method, kind, path, import_type) and times are taken out;
+# everything else is the action. Booleans may be given as 0/1.
+sub hostile
+{
+	my ($self, %args) = @_;
+	my (%match, $times);
+	for my $key (qw(method kind path import_type))
+	{
+		$match{$key} = delete $args{$key} if exists $args{$key};
+	}
+	$times = delete $args{times};
+	for my $flag (qw(closed))
+	{
+		$args{$flag} = $args{$flag} ? JSON::PP::true : JSON::PP::false if exists $args{$flag};
+	}
+	for my $number (qw(depth pages tags_per_page page_bytes tag_length bytes code))
+	{
+		$args{$number} = int($args{$number}) if defined $args{$number};
+	}
+	return $self->add_faults({ match => \%match, times => $times, action => \%args });
+}
+
+# Requests (of the registry API, not /_sim/) that carried an Authorization
+# header, and every request at all, including ones that were not HTTP (kind
+# "invalid", e.g. a TLS handshake). For a catcher (catch_all => 1).
+sub authorized_requests { return [ grep { defined $_->{authorization} } @{ $_[0]->requests } ] }
+sub connections_accepted { return $_[0]->_control('GET', 'state?repositories=0')->{connections_accepted} }
+
 # lose => N, or lose_rate => 0.3, seed => 1
 sub lose_notifications
 {
@@ -237,7 +278,7 @@ sub finish_step
 sub configure
 {
 	my ($self, %settings) = @_;
-	for my $flag (qw(auto_create ignore_tags_n))
+	for my $flag (qw(auto_create ignore_tags_n catch_all))
 	{
 		$settings{$flag} = $settings{$flag} ? JSON::PP::true : JSON::PP::false
 		  if exists $settings{$flag};

@@ -23,6 +23,7 @@ import http.client
 import http.server
 import itertools
 import json
+import math
 import os
 import random
 import re
@@ -49,7 +50,33 @@ PRESET_STATUSES = (
 FAULT_TYPES = (
     "delay", "respond", "redirect", "hang", "drop", "garbage", "truncate",
     "malformed_json", "status_missing", "status_not_string", "huge_body",
+    # Hostile answers: bodies and headers a registry under someone else's
+    # control could send (see "Hostile answers" in README.md).
+    "deep_json", "nul_garbage", "invalid_utf8", "tag_pages", "trickle",
 )
+# How a streamed body is delimited: Content-Length, chunked, or the end of
+# the connection (no length at all).
+FRAMINGS = ("length", "chunked", "close")
+# Parameters of the hostile actions (and huge_body): name -> check.
+# ("int", lo, hi), ("number", lo, hi), ("choice", values), "bool", "str", "hex".
+HOSTILE_PARAMETERS = {
+    "deep_json": {"depth": ("int", 1, 10 ** 9), "nest": ("choice", ("array", "object")),
+                  "closed": "bool", "member": "str", "status": "str"},
+    "nul_garbage": {"where": ("choice", ("after", "in_string", "escaped")),
+                    "garbage": "str", "status": "str", "tag": "str"},
+    "invalid_utf8": {"sequence": "hex", "where": ("choice", ("status", "detail", "key")),
+                     "status": "str", "tag": "str"},
+    "huge_body": {"bytes": ("int", 0, 1 << 40), "status": "str", "tag_length": ("int", 16, 128)},
+    "tag_pages": {"pages": ("int", 1, 10 ** 6), "tags_per_page": ("int", 0, 10 ** 7),
+                  "page_bytes": ("int", 0, 1 << 34), "tag_length": ("int", 16, 128),
+                  "link": "str"},
+    "trickle": {"interval_ms": ("number", 1, 3600 * 1000), "bytes": ("int", 1, 1 << 20),
+                "seconds": ("number", 0, 10 ** 6), "stage": ("choice", ("body", "headers"))},
+}
+# Every hostile action also takes these (trickle answers with the model's
+# code, so it has no "code" nor "framing").
+HOSTILE_COMMON = {"code": ("int", 100, 599), "framing": ("choice", FRAMINGS)}
+STREAM_CHUNK = 65536
 MATCH_KEYS = ("method", "kind", "path", "import_type")
 IMPORT_PREFIX = "/gitlab/v1/import/"
 TAGS_ROUTE = re.compile(r"^/v2/(?P<name>.+)/tags/list$")
@@ -355,6 +382,58 @@ class Answer:
 
     def __init__(self, code, body=None, headers=None):
         self.code, self.body, self.headers = code, body, headers or {}
+
+
+class Body:
+    """A body of known length produced piece by piece, so a huge or deeply
+    nested answer is streamed and never held in memory whole."""
+
+    def __init__(self, length, pieces):
+        self.length, self.pieces = length, pieces
+
+    @classmethod
+    def of(cls, *segments):
+        """Segments are bytes or (bytes, repeat count)."""
+        parts = [(s, 1) if isinstance(s, bytes) else s for s in segments]
+        parts = [(data, count) for data, count in parts if data and count > 0]
+
+        def pieces():
+            for data, count in parts:
+                per = max(1, STREAM_CHUNK // len(data))
+                block = data * min(per, count)
+                while count > 0:
+                    take = min(per, count)
+                    yield block if take == per else data * take
+                    count -= take
+        return cls(sum(len(data) * count for data, count in parts), pieces())
+
+
+def tag_name(prefix, index, length):
+    """Unique, sorted, ASCII tag names of a fixed length."""
+    return f"{prefix}{index:07d}".ljust(length, "x")
+
+
+def tag_list_body(name, prefix, count, length):
+    """{"name": ..., "tags": [count names]} as a streamed Body."""
+    head = b'{"name": ' + json.dumps(name).encode() + b', "tags": ['
+    tail = b"]}"
+    total = len(head) + len(tail) + count * (length + 2) + max(0, count - 1) * 2
+
+    def pieces():
+        yield head
+        for start in range(0, count, 1024):
+            names = ", ".join(f'"{tag_name(prefix, i, length)}"'
+                              for i in range(start, min(count, start + 1024)))
+            yield ((", " if start else "") + names).encode()
+        yield tail
+    return Body(total, pieces())
+
+
+def fill_template(template, values):
+    """Replace {name} placeholders (no str.format: URLs may hold braces)."""
+    for name, value in values.items():
+        template = template.replace("{" + name + "}", str(value))
+    return template
 
 
 # ---------------------------------------------------------------------------
@@ -938,7 +1017,41 @@ def validate_rule(rule):
         raise UserError("respond needs an integer code")
     if "headers" in action and not isinstance(action["headers"], dict):
         raise UserError("headers must be an object")
+    if action["type"] in HOSTILE_PARAMETERS:
+        validate_hostile(action)
     return {"match": dict(match), "times": times, "action": dict(action), "hits": 0}
+
+
+def validate_hostile(action):
+    kind = action["type"]
+    allowed = dict(HOSTILE_PARAMETERS[kind])
+    if kind != "trickle":
+        allowed.update(HOSTILE_COMMON)
+    unknown = set(action) - set(allowed) - {"type", "headers"}
+    if unknown:
+        raise UserError(f"{kind}: unknown parameters {sorted(unknown)}; "
+                        f"it takes {sorted(allowed)}")
+    for name, check in allowed.items():
+        value = action.get(name)
+        if value is None:
+            continue
+        if check == "bool":
+            ok = isinstance(value, bool)
+        elif check == "str":
+            ok = isinstance(value, str)
+        elif check == "hex":
+            try:
+                ok = isinstance(value, str) and len(bytes.fromhex(value)) > 0
+            except ValueError:
+                ok = False
+        elif check[0] == "choice":
+            ok = value in check[1]
+        else:
+            types = int if check[0] == "int" else (int, float)
+            ok = (isinstance(value, types) and not isinstance(value, bool)
+                  and check[1] <= value <= check[2])
+        if not ok:
+            raise UserError(f"{kind}: bad {name} {value!r} (expected {check})")
 
 
 class FaultRules:
@@ -952,6 +1065,13 @@ class FaultRules:
         checked = [validate_rule(rule) for rule in rules]
         with self.lock:
             self.rules = checked
+
+    def extend(self, rules):
+        if not isinstance(rules, list):
+            raise UserError("rules must be a list")
+        checked = [validate_rule(rule) for rule in rules]
+        with self.lock:
+            self.rules.extend(checked)
 
     def clear(self):
         with self.lock:
@@ -995,6 +1115,11 @@ class Stats:
         self.in_flight = 0
         self.peak_in_flight = 0
         self.total = 0
+        self.connections = 0
+
+    def connection(self):
+        with self.lock:
+            self.connections += 1
 
     def begin(self, entry):
         """Log a request when it arrives (a hanging one shows up at once);
@@ -1032,12 +1157,14 @@ class Stats:
             self.by_kind.clear()
             self.peak_in_flight = self.in_flight
             self.total = 0
+            self.connections = 0
 
     def to_json(self):
         with self.lock:
             return {"requests": {kind: dict(codes) for kind, codes in self.by_kind.items()},
                     "requests_total": self.total,
                     "concurrent_requests": self.in_flight,
+                    "connections_accepted": self.connections,
                     "peak_concurrent_requests": self.peak_in_flight}
 
 
@@ -1057,6 +1184,7 @@ RUNTIME_SETTINGS = {
     "ignore_tags_n": lambda v: as_bool(v, "ignore_tags_n"),
     "retry_after": lambda v: None if v in (None, "") else str(v),
     "latency_ms": lambda v: as_seconds(v, "latency_ms"),
+    "catch_all": lambda v: as_bool(v, "catch_all"),
 }
 
 
@@ -1143,6 +1271,18 @@ class Application:
 # HTTP
 # ---------------------------------------------------------------------------
 
+def new_log_entry(**fields):
+    """A request-log entry with every key present (filled in as it goes)."""
+    entry = {"seq": None, "time": time.time(), "method": None, "raw_path": None,
+             "query": None, "kind": None, "repository": None, "import_type": None,
+             "user_agent": None, "host": None, "authorization": None, "fault": None,
+             "code": None, "completed": False, "duration_ms": None,
+             "token_present": False, "token_valid": None, "token_error": None,
+             "token_header": None, "claims": None, "raw_request": None}
+    entry.update(fields)
+    return entry
+
+
 def parse_route(method, raw_path):
     """(kind, repository path or None, needs trailing slash)."""
     if raw_path.startswith(IMPORT_PREFIX):
@@ -1173,6 +1313,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def version_string(self):
         return self.server_version
+
+    def setup(self):
+        super().setup()
+        self.app.stats.connection()
+
+    def parse_request(self):
+        """A request line or header block that is not HTTP (a TLS handshake,
+        garbage) is logged as kind "invalid" before the 400 goes out."""
+        if super().parse_request():
+            return True
+        raw = bytes(self.raw_requestline or b"")[:200]
+        entry = new_log_entry(kind="invalid", raw_request=raw.decode("latin-1"),
+                              completed=True)
+        self.app.stats.begin(entry)
+        self.app.stats.answered(entry, None, 0.0)
+        self.app.stats.leave()
+        return False
 
     def log_message(self, format, *args):
         if self.app.options.verbose:
@@ -1245,6 +1402,31 @@ class Handler(http.server.BaseHTTPRequestHandler):
         body = b"" if data is None else json.dumps(data).encode()
         self.send_raw(code, body, headers, "application/json; charset=utf-8")
 
+    def send_body(self, code, body, headers=None, framing="length",
+                  content_type="application/json"):
+        """Stream a Body with the given framing; the client may hang up at
+        any point (its size cap), which ends the request."""
+        if isinstance(body, bytes):
+            body = Body.of(body)
+        self.start_answer(code)
+        for name, value in (headers or {}).items():
+            self.send_header(name, str(value))
+        self.send_header("Content-Type", content_type)
+        if framing == "length":
+            self.send_header("Content-Length", str(body.length))
+        elif framing == "chunked":
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Connection", "close")  # the end of the body is the close
+        self.end_headers()
+        for piece in body.pieces:
+            if framing == "chunked":
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            else:
+                self.wfile.write(piece)
+        if framing == "chunked":
+            self.wfile.write(b"0\r\n\r\n")
+
     # -- registry requests ----------------------------------------------------------
 
     def handle_registry(self, url):
@@ -1252,12 +1434,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
         kind, path, needs_slash = parse_route(self.command, url.path)
         request = {"method": self.command, "kind": kind, "path": path,
-                   "import_type": query.get("import_type")}
-        entry = {"seq": None, "time": time.time(), "method": self.command,
-                 "raw_path": url.path, "query": url.query, "kind": kind,
-                 "repository": path, "import_type": request["import_type"],
-                 "user_agent": self.headers.get("User-Agent"), "fault": None,
-                 "code": None, "completed": False, "duration_ms": None}
+                   "import_type": query.get("import_type"), "query": query}
+        entry = new_log_entry(method=self.command, raw_path=url.path, query=url.query,
+                              kind=kind, repository=path,
+                              import_type=request["import_type"],
+                              user_agent=self.headers.get("User-Agent"),
+                              host=self.headers.get("Host"),
+                              authorization=self.headers.get("Authorization"))
         entry.update(app.inspect_token(self.headers, kind, path))
         app.stats.begin(entry)
         self.log_entry = entry
@@ -1295,6 +1478,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             entry["fault"] = action["type"]
             if self.apply_fault(action, request):
                 return
+        if app.config["catch_all"]:
+            # A catcher: whatever it is asked, a plausible, attractive answer.
+            document = self.route_document(request, "import_complete", ["caught"])
+            if "detail" in document:
+                document["detail"] = "answered by a catcher"
+            return self.send_json(200, document)
         if needs_slash:
             # The registry's router redirects to the route with its slash.
             location = url.path + "/" + (f"?{url.query}" if url.query else "")
@@ -1406,21 +1595,172 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def fault_huge_body(self, action, request):
         size = int(action.get("bytes", 10 << 20))
-        head = json.dumps(self.fake_status(request, "pre_import_complete"))[:-1]
-        head = (head + ', "padding": "').encode()
-        tail = b'"}'
-        padding = max(0, size - len(head) - len(tail))
-        self.start_answer(200)
+        code, framing = action.get("code", 200), action.get("framing", "length")
+        if request["kind"] == "tags":
+            # A tag list of about that size: many long tag names.
+            length = action.get("tag_length", 100)
+            head = len(json.dumps(request["path"] or "unknown")) + 16
+            count = max(0, (size - head + 2) // (length + 4))
+            body = tag_list_body(request["path"] or "unknown", "t", count, length)
+        else:
+            status = action.get("status", "pre_import_complete")
+            head = json.dumps(self.fake_status(request, status))[:-1]
+            head = (head + ', "padding": "').encode()
+            tail = b'"}'
+            padding = max(0, size - len(head) - len(tail))
+            body = Body.of(head, (b"x", padding), tail)
+        self.send_body(code, body, action.get("headers"), framing)
+
+    # -- hostile answers ------------------------------------------------------------------
+
+    MARK = "@@HOSTILE@@"
+
+    def route_document(self, request, status, tags=None):
+        """The JSON document the route normally answers: a tag list, or the
+        status object (status, start and cancel answers carry it)."""
+        if request["kind"] == "tags":
+            return {"name": request["path"] or "unknown",
+                    "tags": list(tags if tags is not None else ["latest", "v1"])}
+        return self.fake_status(request, status)
+
+    def hostile_document(self, request, action, replacement):
+        """The route's document whose hostile string (the status, or the first
+        tag) is replaced by raw bytes: replacement(value) -> bytes."""
+        value = (action.get("tag", "latest") if request["kind"] == "tags"
+                 else action.get("status", "import_complete"))
+        doc = self.route_document(request, self.MARK, [self.MARK, "v1"])
+        return json.dumps(doc).encode().replace(self.MARK.encode(), replacement(value))
+
+    def send_hostile(self, action, body):
+        self.send_body(action.get("code", 200), body, action.get("headers"),
+                       action.get("framing", "length"))
+
+    def fault_deep_json(self, action, request):
+        depth = action.get("depth", 1_000_000)
+        opening, inner, closing = ((b"[", b"", b"]") if action.get("nest", "array") == "array"
+                                   else (b'{"a":', b"0", b"}"))
+        deep = [(opening, depth), inner, (closing, depth if action.get("closed", True) else 0)]
+        member = action.get("member")
+        if member is None:
+            segments = deep
+        else:
+            # A usable-looking document with the deep value as one more member.
+            doc = self.route_document(request, action.get("status", "import_complete"))
+            head = (json.dumps(doc)[:-1] + ", " + json.dumps(member) + ": ").encode()
+            segments = [head, *deep, b"}"]
+        self.send_hostile(action, Body.of(*segments))
+
+    def fault_nul_garbage(self, action, request):
+        where = action.get("where", "after")
+        garbage = action.get("garbage", "garbage").encode()
+        if where == "after":
+            value = action.get("status", "import_complete")
+            doc = self.route_document(request, value, [action.get("tag", "latest"), "v1"])
+            body = json.dumps(doc).encode() + b"\0" + garbage
+        else:
+            nul = b"\0" if where == "in_string" else b"\\u0000"
+            body = self.hostile_document(request, action,
+                                         lambda value: value.encode() + nul + garbage)
+        self.send_hostile(action, body)
+
+    def fault_invalid_utf8(self, action, request):
+        sequence = bytes.fromhex(action.get("sequence", "ff"))
+        where = action.get("where", "status")
+        if where == "status":
+            body = self.hostile_document(request, action,
+                                         lambda value: value.encode() + sequence)
+        else:
+            status = action.get("status", "import_complete")
+            doc = self.route_document(request, status, [action.get("tag", "latest"), "v1"])
+            if where == "key":
+                doc[self.MARK] = "x"
+                text = b"key" + sequence
+            elif request["kind"] == "tags":
+                doc["name"] = self.MARK
+                text = (request["path"] or "unknown").encode() + sequence
+            else:
+                doc["detail"] = self.MARK
+                text = b"detail " + sequence
+            body = json.dumps(doc).encode().replace(self.MARK.encode(), text)
+        self.send_hostile(action, body)
+
+    def fault_tag_pages(self, action, request):
+        """Page after page of tags, each with a Link to the next; the page is
+        known from the last= of the request (tags are named pNNNNNN-...)."""
+        pages, length = action.get("pages", 3), action.get("tag_length", 64)
+        per = action.get("tags_per_page", 10)
+        if action.get("page_bytes"):
+            per = max(1, (action["page_bytes"] - 40) // (length + 4))
+        query = request["query"]
+        found = re.match(r"p(\d{6})-", query.get("last", ""))
+        page = int(found.group(1)) + 1 if found else 0
+        count = per if page < pages else 0
+        prefix = f"p{page:06d}-"
+        path = request["path"] or "unknown"
+        headers = dict(action.get("headers") or {})
+        headers["Docker-Distribution-API-Version"] = "registry/2.0"
+        if count and page + 1 < pages:
+            host, port = self.server.server_address[:2]
+            template = action.get("link", '</v2/{path}/tags/list?n={n}&last={last}>; rel="next"')
+            headers["Link"] = fill_template(template, {
+                "host": host, "port": port, "origin": f"http://{host}:{port}",
+                "path": quote_path(path), "n": query.get("n") or per,
+                "last": tag_name(prefix, count - 1, length), "page": page + 1})
+        self.send_body(action.get("code", 200), tag_list_body(path, prefix, count, length),
+                       headers, action.get("framing", "length"))
+
+    def fault_trickle(self, action, request):
+        """The model's real answer (the request takes effect), sent slowly:
+        `bytes` bytes every `interval_ms`, for `seconds` (None: forever),
+        before the body (filler whitespace, which JSON allows) or inside
+        the header block (one endless header line)."""
+        interval = action.get("interval_ms", 100) / 1000
+        step = action.get("bytes", 1)
+        seconds = action.get("seconds")
+        ticks = None if seconds is None else math.ceil(seconds / interval)
+        answer = self.model_answer(request, request["query"])
+        body = b"" if answer.body is None else json.dumps(answer.body).encode()
+        headers = dict(answer.headers, **(action.get("headers") or {}))
+        if request["kind"] == "tags":
+            headers["Docker-Distribution-API-Version"] = "registry/2.0"
+
+        def trickled(write, piece):
+            """Write piece every interval, ticks times; False if the client left."""
+            sent = 0
+            while ticks is None or sent < ticks:
+                if self.client_gone(interval) or self.app.stop_event.is_set():
+                    self.close_connection = True
+                    return False
+                write(piece)
+                sent += 1
+            return True
+
+        if action.get("stage", "body") == "headers":
+            self.answer_code = answer.code
+            self.finish_log()
+            self.wfile.write(f"HTTP/1.1 {answer.code} {self.responses.get(answer.code, ('',))[0]}"
+                             "\r\nX-Trickle: ".encode())
+            if not trickled(self.wfile.write, b"a" * step):
+                return
+            headers.update({"Content-Type": "application/json",
+                            "Content-Length": str(len(body))})
+            self.wfile.write(b"\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+                             .encode() + b"\r\n" + body)
+            return
+        self.start_answer(answer.code)
+        for name, value in headers.items():
+            self.send_header(name, str(value))
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(head) + padding + len(tail)))
+        if ticks is None:  # endless: chunked, so no client rejects a huge length up front
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(ticks * step + len(body)))
         self.end_headers()
-        self.wfile.write(head)
-        chunk = b"x" * 65536
-        while padding > 0:  # streamed: the client may hang up at its size cap
-            piece = chunk[:min(padding, len(chunk))]
-            self.wfile.write(piece)
-            padding -= len(piece)
-        self.wfile.write(tail)
+        if ticks is None:
+            trickled(self.wfile.write, b"%x\r\n%s\r\n" % (step, b" " * step))
+            return
+        if trickled(self.wfile.write, b" " * step):
+            self.wfile.write(body)
 
     @staticmethod
     def fake_status(request, status):
@@ -1476,7 +1816,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             ("POST", "finish"): lambda: registry.control_end_step(
                 require(body, "path", str), finish_outcome(body), "finish", body.get("detail")),
             ("GET", "faults"): app.faults.to_json,
-            ("POST", "faults"): lambda: app.faults.replace(require(body, "rules", list))
+            ("POST", "faults"): lambda: (app.faults.extend if body.get("append")
+                                         else app.faults.replace)(require(body, "rules", list))
             or {"rules": app.faults.to_json()},
             ("DELETE", "faults"): lambda: app.faults.clear() or {"rules": []},
             ("GET", "notification_faults"): app.notifier.faults_json,
@@ -1564,6 +1905,8 @@ def parse_options(argv):
     add("--ignore-tags-n", action="store_true", help="tag list ignores n (one page)")
     add("--retry-after", help="Retry-After value on 429 (import limit, cool-down)")
     add("--latency-ms", type=float, default=0.0, help="latency added to registry requests")
+    add("--catch-all", action="store_true",
+        help="a catcher: answer every registry request 200 (no token check), log it")
     add("--request-log-size", type=int, default=200000)
     add("--shutdown-grace", type=float, default=5.0,
         help="seconds to deliver the shutdown notifications")

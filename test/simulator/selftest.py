@@ -718,6 +718,247 @@ class Faults(unittest.TestCase):
 
 
 # ---------------------------------------------------------------------------
+# Hostile answers and the catcher
+# ---------------------------------------------------------------------------
+
+def chunked_response(port, target, timeout=10):
+    """(status, headers, body) through http.client, which decodes chunked."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", target)
+        response = connection.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        connection.close()
+
+
+class Hostile(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.sim = Simulator()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sim.stop()
+
+    def setUp(self):
+        self.sim.control("POST", "reset")
+        self.sim.add({"path": "g/a", "status": "import_complete", "tags": 3})
+
+    def fault(self, action, match=None, times=None, append=False):
+        self.sim.control("POST", "faults", {"append": append, "rules": [
+            {"match": match or {}, "times": times, "action": action}]})
+
+    STATUS, TAGS = "/gitlab/v1/import/g/a/", "/v2/g/a/tags/list?n=2"
+
+    def test_deep_json(self):
+        self.fault({"type": "deep_json", "depth": 1000})
+        for target in (self.STATUS, self.TAGS):
+            code, _, body = self.sim.request("GET", target)
+            self.assertEqual((code, body), (200, b"[" * 1000 + b"]" * 1000))
+        self.fault({"type": "deep_json", "depth": 1_000_000, "closed": False})
+        code, headers, body = self.sim.request("GET", self.STATUS)
+        self.assertEqual((len(body), int(headers["Content-Length"])), (1_000_000, 1_000_000))
+        self.assertEqual(body.strip(b"["), b"")
+        # Nested objects as one more member of a valid-looking status.
+        self.fault({"type": "deep_json", "depth": 50, "nest": "object", "member": "extra",
+                    "code": 202}, {"kind": "start"})
+        code, _, body = self.sim.request("PUT", self.STATUS + "?import_type=pre")
+        data = json.loads(body)
+        self.assertEqual((code, data["status"], data["path"]), (202, "import_complete", "g/a"))
+        depth, inner = 0, data["extra"]
+        while isinstance(inner, dict):
+            inner, depth = inner["a"], depth + 1
+        self.assertEqual((depth, inner), (50, 0))
+        self.assertIsNone(self.sim.control("GET", "repositories/g/a")["running_step"],
+                          "a faulted start does not reach the model")
+
+    def test_nul_garbage(self):
+        self.fault({"type": "nul_garbage"})
+        code, headers, body = self.sim.request("GET", self.STATUS)
+        valid, nul, garbage = body.partition(b"\0")
+        self.assertEqual((code, json.loads(valid)["status"], nul, garbage),
+                         (200, "import_complete", b"\0", b"garbage"))
+        self.assertEqual(int(headers["Content-Length"]), len(body))
+        self.assertEqual(json.loads(self.sim.request("GET", self.TAGS)[2].partition(b"\0")[0])
+                         ["tags"], ["latest", "v1"])
+        self.fault({"type": "nul_garbage", "where": "in_string", "status": "pre_import_complete",
+                    "garbage": "!"})
+        self.assertIn(b'"status": "pre_import_complete\x00!"', self.sim.request("GET", self.STATUS)[2])
+        self.assertIn(b'"tags": ["latest\x00!"', self.sim.request("GET", self.TAGS)[2])
+        self.fault({"type": "nul_garbage", "where": "escaped"}, {"kind": "cancel"})
+        code, _, body = self.sim.request("DELETE", self.STATUS)
+        self.assertEqual((code, json.loads(body)["status"]), (200, "import_complete\x00garbage"))
+
+    def test_invalid_utf8(self):
+        cases = [({}, b'"status": "import_complete\xff"'),
+                 ({"sequence": "eda080", "status": "import_failed"},
+                  b'"status": "import_failed\xed\xa0\x80"'),
+                 ({"where": "detail", "sequence": "c0af"}, b'"detail": "detail \xc0\xaf"'),
+                 ({"where": "key"}, b'"key\xff": "x"')]
+        for params, expected in cases:
+            self.fault(dict(params, type="invalid_utf8"))
+            code, _, body = self.sim.request("GET", self.STATUS)
+            self.assertEqual(code, 200)
+            self.assertIn(expected, body)
+            self.assertRaises(UnicodeDecodeError, body.decode, "utf-8")
+        self.fault({"type": "invalid_utf8", "sequence": "e282"}, {"kind": "tags"})
+        self.assertIn(b'["latest\xe2\x82", "v1"]', self.sim.request("GET", self.TAGS)[2])
+        self.fault({"type": "invalid_utf8", "where": "detail"}, {"kind": "tags"})
+        self.assertIn(b'"name": "g/a\xff"', self.sim.request("GET", self.TAGS)[2])
+
+    def test_huge_body_framings(self):
+        size = 3 << 20
+        self.fault({"type": "huge_body", "bytes": size, "framing": "chunked",
+                    "status": "pre_import_in_progress"})
+        code, headers, body = chunked_response(self.sim.port, self.STATUS)
+        self.assertEqual((code, headers["Transfer-Encoding"], headers["Content-Length"]),
+                         (200, "chunked", None))
+        self.assertEqual((len(body), json.loads(body)["status"]), (size, "pre_import_in_progress"))
+        # framing close: no length at all, the body ends with the connection.
+        self.fault({"type": "huge_body", "bytes": size, "framing": "close"})
+        data, _, closed = raw_exchange(self.sim.port, raw_get(self.STATUS))
+        head, _, body = data.partition(b"\r\n\r\n")
+        self.assertTrue(closed)
+        self.assertNotIn(b"content-length", head.lower())
+        self.assertNotIn(b"chunked", head.lower())
+        self.assertEqual(len(body), size)
+        # On the tag list: a valid list of long tag names of about that size.
+        self.fault({"type": "huge_body", "bytes": size, "tag_length": 128}, {"kind": "tags"})
+        code, headers, body = self.sim.request("GET", self.TAGS)
+        tags = json.loads(body)["tags"]
+        self.assertEqual(int(headers["Content-Length"]), len(body))
+        self.assertTrue(size - 200 < len(body) <= size, len(body))
+        self.assertEqual((len(set(tags)), {len(t) for t in tags}), (len(tags), {128}))
+
+    def follow(self, target, limit=100):
+        """Follow a tag list's Link headers (relative or on this simulator)."""
+        pages, base = [], f"http://127.0.0.1:{self.sim.port}"
+        while target and len(pages) < limit:
+            code, headers, body = self.sim.request("GET", target)
+            self.assertEqual(code, 200)
+            pages.append((json.loads(body)["tags"], len(body)))
+            link = headers.get("Link")
+            target = link[1:link.index(">")] if link else None
+            if target and target.startswith(base):
+                target = target[len(base):]
+        return pages
+
+    def test_tag_pages(self):
+        self.fault({"type": "tag_pages", "pages": 4, "tags_per_page": 3, "tag_length": 20},
+                   {"kind": "tags"})
+        pages = self.follow("/v2/g/a/tags/list?n=2")  # n is ignored, like some registries
+        self.assertEqual([len(tags) for tags, _ in pages], [3, 3, 3, 3])
+        every = [tag for tags, _ in pages for tag in tags]
+        self.assertEqual((every, len(set(every))), (sorted(every), 12))
+        self.assertEqual(every[0], "p000000-0000000xxxxx")
+        # Pages of a given size, and an absolute Link from a template.
+        self.fault({"type": "tag_pages", "pages": 3, "page_bytes": 200_000,
+                    "link": '<{origin}/v2/{path}/tags/list?n={n}&last={last}&page={page}>; rel="next"'},
+                   {"kind": "tags"})
+        code, headers, _ = self.sim.request("GET", "/v2/g/a/tags/list?n=7")
+        self.assertRegex(headers["Link"], rf'^<http://127\.0\.0\.1:{self.sim.port}/v2/g/a/tags/list'
+                                          r'\?n=7&last=p000000-\d{7}x+&page=1>; rel="next"$')
+        pages = self.follow("/v2/g/a/tags/list")
+        self.assertEqual(len(pages), 3)
+        for _, size in pages:
+            self.assertTrue(190_000 < size <= 200_000, size)
+        # A Link anywhere: the test decides (here: userinfo pointing elsewhere).
+        self.fault({"type": "tag_pages", "pages": 2,
+                    "link": '<http://{host}:{port}@127.0.0.1:9/v2/{path}/tags/list>; rel="next"'},
+                   {"kind": "tags"})
+        link = self.sim.request("GET", self.TAGS)[1]["Link"]
+        self.assertEqual(link, f'<http://127.0.0.1:{self.sim.port}@127.0.0.1:9/v2/g/a/tags/list>;'
+                               ' rel="next"')
+
+    def test_trickle_finite(self):
+        self.fault({"type": "trickle", "interval_ms": 50, "seconds": 0.3})
+        started = time.monotonic()
+        code, headers, body = self.sim.request("GET", self.STATUS)
+        self.assertGreaterEqual(time.monotonic() - started, 0.3)
+        self.assertEqual((code, int(headers["Content-Length"])), (200, len(body)))
+        self.assertEqual(body[:6], b" " * 6)
+        self.assertEqual(json.loads(body)["status"], "import_complete")  # the model's answer
+        self.fault({"type": "trickle", "interval_ms": 50, "seconds": 0.3, "stage": "headers"})
+        started = time.monotonic()
+        code, headers, body = self.sim.request("GET", self.TAGS)
+        self.assertGreaterEqual(time.monotonic() - started, 0.3)
+        self.assertEqual((code, headers["X-Trickle"]), (200, "aaaaaa"))
+        self.assertEqual(json.loads(body)["tags"], ["tag000000", "tag000001"])
+        # On a start the request takes effect: the answer is just slow.
+        self.sim.add({"path": "g/new"})
+        self.fault({"type": "trickle", "interval_ms": 20, "seconds": 0.1}, {"kind": "start"})
+        code, _, body = self.sim.start("g/new")
+        self.assertEqual((code, body["status"]), (202, "pre_import_in_progress"))
+
+    def test_trickle_forever_until_the_client_leaves(self):
+        for stage, first in (("body", b"Transfer-Encoding: chunked"), ("headers", b"X-Trickle: ")):
+            self.fault({"type": "trickle", "interval_ms": 50, "stage": stage})
+            with socket.create_connection(("127.0.0.1", self.sim.port), timeout=5) as sock:
+                sock.sendall(raw_get(self.STATUS))
+                deadline, data = time.monotonic() + 0.6, b""
+                while time.monotonic() < deadline:
+                    sock.settimeout(max(0.01, deadline - time.monotonic()))
+                    try:
+                        chunk = sock.recv(4096)
+                    except socket.timeout:
+                        break
+                    self.assertTrue(chunk, "the simulator closed a forever trickle")
+                    data += chunk
+            self.assertIn(first, data)
+            trickled = data.count(b"a") if stage == "headers" else data.count(b"\r\n \r\n")
+            self.assertTrue(8 <= trickled <= 14, (stage, trickled, data[-80:]))
+            deadline = time.monotonic() + 2
+            while self.sim.control("GET", "state?repositories=0")["concurrent_requests"]:
+                self.assertLess(time.monotonic(), deadline, "the trickling thread was not freed")
+                time.sleep(0.05)
+
+    def test_append_and_bad_parameters(self):
+        self.fault({"type": "deep_json", "depth": 3}, {"kind": "status"})
+        self.fault({"type": "nul_garbage"}, {"kind": "tags"}, append=True)
+        self.assertEqual([r["action"]["type"] for r in self.sim.control("GET", "faults")],
+                         ["deep_json", "nul_garbage"])
+        for action in ({"type": "deep_json", "dept": 3}, {"type": "deep_json", "depth": 0},
+                       {"type": "nul_garbage", "where": "inside"},
+                       {"type": "invalid_utf8", "sequence": "zz"},
+                       {"type": "invalid_utf8", "sequence": ""},
+                       {"type": "huge_body", "framing": "gzip"},
+                       {"type": "tag_pages", "tag_length": 8},
+                       {"type": "trickle", "code": 200},
+                       {"type": "trickle", "interval_ms": 0}):
+            self.sim.control("POST", "faults", {"rules": [{"action": action}]}, expect=400)
+        self.assertEqual(len(self.sim.control("GET", "faults")), 2, "a refused list changes nothing")
+
+
+class Catcher(unittest.TestCase):
+    def test_catch_all_logs_everything(self):
+        catcher = Simulator("--catch-all")
+        try:
+            code, _, body = catcher.json_request(
+                "GET", "/v2/any/thing/tags/list?n=5", {"Authorization": "Bearer secret.token.x"})
+            self.assertEqual((code, body), (200, {"name": "any/thing", "tags": ["caught"]}))
+            code, _, body = catcher.json_request("GET", "/", {"Authorization": "Basic dTpw"})
+            self.assertEqual((code, body["status"]), (200, "import_complete"))
+            code, _, body = catcher.json_request("PUT", "/gitlab/v1/import/x/?import_type=pre")
+            self.assertEqual((code, body["path"]), (200, "x"))
+            # Not HTTP at all (what a TLS client sends first): logged as "invalid".
+            raw_exchange(catcher.port, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\n", timeout=2)
+            log = catcher.control("GET", "requests")
+            self.assertEqual([(e["kind"], e["authorization"]) for e in log],
+                             [("tags", "Bearer secret.token.x"), ("unknown", "Basic dTpw"),
+                              ("start", None), ("invalid", None)])
+            self.assertTrue(log[3]["raw_request"].startswith("\x16\x03\x01"))
+            self.assertEqual(log[0]["host"], f"127.0.0.1:{catcher.port}")
+            state = catcher.control("GET", "state?repositories=0")
+            self.assertGreaterEqual(state["connections_accepted"], 4)
+            # Off at run time: a normal registry again.
+            catcher.control("POST", "config", {"catch_all": False})
+            self.assertEqual(catcher.json_request("GET", "/v2/any/thing/tags/list")[0], 404)
+        finally:
+            self.assertEqual(catcher.stop(), 0)
+
+
+# ---------------------------------------------------------------------------
 # Tokens
 # ---------------------------------------------------------------------------
 
