@@ -57,6 +57,9 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# The User-Agent carries the version: a new EXTVERSION rebuilds it.
+src/http.o: Makefile
+
 # Pure C logic (no server headers), tested outside the server under
 # AddressSanitizer and UndefinedBehaviorSanitizer.
 UNIT_SOURCES = src/states.c src/decision.c src/transitions.c src/path.c \

@@ -307,7 +307,7 @@ rm_settings_changed(PG_FUNCTION_ARGS)
 {
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("settings_changed() must be called as a trigger")));
 	worker_wake_at_commit();
 	return PointerGetDatum(NULL);

@@ -1,6 +1,6 @@
 # The background worker's role and search path: with worker_role set it
 # connects as that role and migrates with exactly the grants of
-# docs/worker-role.md; a missing or unusable role, a superuser role and a
+# the README; a missing or unusable role, a superuser role and a
 # missing grant are clear errors in the log and in worker_status, never a
 # restart loop; and a database owner cannot redirect the worker's
 # statements with ALTER DATABASE ... SET search_path.
@@ -21,9 +21,10 @@ my $sim = RegistrySimulator->new(pre_import_seconds => 0.5, import_seconds => 0.
 	auto_create => 1, max_imports => 2, retry_after => 1);
 
 # The grants exactly as the documentation gives them.
-my ($grants) = slurp_file("$root/docs/worker-role.md") =~ /```sql\n((?:(?!```).)*GRANT SELECT(?:(?!```).)*)```/s;
-ok(defined $grants, 'docs/worker-role.md has the grants of the worker role');
-my @grants = grep { /\S/ } map { s/^\s+|\s+$//gr } split /;/, $grants =~ s/--[^\n]*//gr;
+my ($grants) = slurp_file("$root/README.md")
+	=~ /```sql\n-- The worker's role and its grants\.\n((?:(?!```).)*)```/s;
+ok(defined $grants, 'the README has the grants of the worker role');
+my @grants = grep { /^GRANT/ } map { s/^\s+|\s+$//gr } split /;/, $grants =~ s/--[^\n]*//gr;
 
 my $node = PostgreSQL::Test::Cluster->new('worker_role');
 $node->init;

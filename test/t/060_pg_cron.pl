@@ -42,7 +42,9 @@ is($node->safe_psql('postgres', q{SELECT state FROM registry_migration.repositor
 # Worker on as well; a session holds the enqueuer's cycle lock across the next run.
 $node->append_conf('postgresql.conf', "registry_migration.worker_enabled = on\n");
 $node->reload;
-my $holder = $node->background_psql('postgres');
+# The session lives until the next minute's run and past it: its own timer
+# must outlast that wait, whatever the default test timeout is.
+my $holder = $node->background_psql('postgres', timeout => 300);
 $holder->query_safe('SELECT pg_advisory_lock(1380798791, 2)');
 ok($node->poll_query_until('postgres', q{SELECT count(*) = 2 FROM cron_summaries}),
 	'the next pg_cron run came');
