@@ -4,39 +4,16 @@ EXTENSION = registry_migration
 EXTVERSION = 1.1
 
 MODULE_big = registry_migration
+
+# The layers, from the bottom up: core (pure C, no server headers), store,
+# registry, control, sql and worker; src/ itself holds the module's entry
+# point and its configuration parameters.
+CORE_SOURCES = $(wildcard src/core/*.c)
 OBJS = \
 	src/registry_migration.o \
 	src/guc.o \
-	src/states.o \
-	src/decision.o \
-	src/transitions.o \
-	src/path.o \
-	src/spi_util.o \
-	src/sql_enums.o \
-	src/sql_decision.o \
-	src/event_log.o \
-	src/state_machine.o \
-	src/admin.o \
-	src/sql_path.o \
-	src/path_trigger.o \
-	src/registry_api.o \
-	src/jwt.o \
-	src/http.o \
-	src/registry_json.o \
-	src/url_origin.o \
-	src/token.o \
-	src/registry_client.o \
-	src/sql_lookups.o \
-	src/settings.o \
-	src/summary.o \
-	src/cycle.o \
-	src/backoff.o \
-	src/starts.o \
-	src/guard.o \
-	src/enqueuer.o \
-	src/notifications.o \
-	src/worker_shared.o \
-	src/worker.o
+	$(patsubst %.c,%.o,$(CORE_SOURCES)) \
+	$(patsubst %.c,%.o,$(wildcard src/store/*.c src/registry/*.c src/control/*.c src/sql/*.c src/worker/*.c))
 
 DATA = $(wildcard registry_migration--*.sql)
 
@@ -58,18 +35,17 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # The User-Agent carries the version: a new EXTVERSION rebuilds it.
-src/http.o: Makefile
+src/registry/http.o: Makefile
 
 # Pure C logic (no server headers), tested outside the server under
 # AddressSanitizer and UndefinedBehaviorSanitizer.
-UNIT_SOURCES = src/states.c src/decision.c src/transitions.c src/path.c \
-	src/registry_api.c src/jwt.c src/registry_json.c src/url_origin.c
+UNIT_SOURCES = $(CORE_SOURCES)
 UNIT_TESTS = test/unit/unit_tests.c test/unit/test_decision.c \
 	test/unit/test_transitions.c test/unit/test_path.c \
 	test/unit/test_registry_api.c test/unit/test_jwt.c \
 	test/unit/test_registry_json.c test/unit/test_url_origin.c
 
-test/unit/unit_tests: $(UNIT_SOURCES) $(UNIT_TESTS) test/unit/unit.h
+test/unit/unit_tests: $(UNIT_SOURCES) $(wildcard src/core/*.h) $(UNIT_TESTS) test/unit/unit.h
 	$(CC) -std=c11 -g -O1 -Wall -Wextra -Werror -fno-omit-frame-pointer \
 		-fsanitize=address,undefined -fno-sanitize-recover=all \
 		-D_GNU_SOURCE -Isrc -o $@ $(UNIT_SOURCES) $(UNIT_TESTS) \

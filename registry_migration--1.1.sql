@@ -2,7 +2,7 @@
 
 \echo Use "CREATE EXTENSION registry_migration" to load this file. \quit
 
--- Types. The C library maps them by label (src/states.c).
+-- Types. The C library maps them by label (src/core/states.c).
 
 CREATE TYPE @extschema@.migration_state AS ENUM (
     'default', 'pre_importing', 'pre_import_done', 'importing',
@@ -35,7 +35,7 @@ CREATE TABLE @extschema@.repositories (
     -- Consecutive 429 answers to starts of this repository.
     consecutive_429s integer NOT NULL DEFAULT 0,
 
-    -- The grammar of src/path.c, kept as a constraint so that it also holds
+    -- The grammar of src/core/path.c, kept as a constraint so that it also holds
     -- when triggers are disabled; the trigger below explains the error.
     CONSTRAINT path_grammar CHECK (
         octet_length(path) <= 255

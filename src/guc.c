@@ -13,7 +13,7 @@
 #include "utils/guc.h"
 
 #include "guc.h"
-#include "jwt.h"
+#include "core/jwt.h"
 
 char	   *rm_registry_url = NULL;
 char	   *rm_jwt_private_key_file = NULL;

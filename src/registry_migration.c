@@ -11,8 +11,9 @@
 #include "miscadmin.h"
 
 #include "guc.h"
-#include "worker.h"
-#include "worker_shared.h"
+#include "store/commit_signal.h"
+#include "worker/worker.h"
+#include "worker/worker_shared.h"
 
 PG_MODULE_MAGIC;
 
@@ -30,7 +31,7 @@ _PG_init(void)
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not initialise libcurl")));
 	guc_init();
-	worker_wake_init();
+	commit_signal_listen(worker_wake);
 	if (process_shared_preload_libraries_in_progress)
 	{
 		worker_shared_init();

@@ -7,7 +7,7 @@
 # PUT to the registry simulator), after which the started one is set to
 # import_done outside the timing. Prints the median of several single-step
 # cycles for each size, the ratio (goal <= 2x), and EXPLAIN (ANALYZE, BUFFERS)
-# of the enqueuer's selection queries (src/enqueuer.c) on the large table.
+# of the enqueuer's selection queries (src/control/enqueuer.c) on the large table.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib/cluster.sh
@@ -94,7 +94,7 @@ echo "  $LARGE: median ${large_med} ms (min $large_min, max $large_max) over $ST
 awk -v a="$small_med" -v b="$large_med" 'BEGIN {
     printf "  ratio '"$LARGE"' / '"$SMALL"': %.2fx (goal: <= 2x)\n", b / a }'
 
-# The enqueuer's queries (src/enqueuer.c), as the prepared statements it keeps:
+# The enqueuer's queries (src/control/enqueuer.c), as the prepared statements it keeps:
 # shown as generic plans, which a long-lived backend ends up using.
 echo
 echo "EXPLAIN (ANALYZE, BUFFERS) on $LARGE repositories (generic plans; \$1 = the ids handled so far):"

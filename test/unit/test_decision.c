@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "decision.h"
+#include "core/decision.h"
 
 static const struct
 {

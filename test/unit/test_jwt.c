@@ -13,7 +13,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
-#include "jwt.h"
+#include "core/jwt.h"
 #include "unit.h"
 
 #ifndef FIXTURES

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "path.h"
+#include "core/path.h"
 
 #define WHY_FULL 256
 

@@ -9,8 +9,8 @@
 
 #include <curl/curl.h>
 
-#include "path.h"
-#include "registry_api.h"
+#include "core/path.h"
+#include "core/registry_api.h"
 #include "unit.h"
 
 static void

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "registry_json.h"
+#include "core/registry_json.h"
 #include "unit.h"
 
 /* The status read from a body given with its length (it may hold NUL bytes). */

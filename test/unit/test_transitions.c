@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "transitions.h"
+#include "core/transitions.h"
 
 /* Old timestamps of a row, all distinct from each other and from NOW. */
 #define T_PRE_IMPORT_STARTED 1001

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 
 #include "unit.h"
-#include "url_origin.h"
+#include "core/url_origin.h"
 
 static void
 check_origin(const char *origin, const char *candidate, bool want)

@@ -1,0 +1,121 @@
+/*
+ * summary.c — building cycle summaries.
+ */
+#include "postgres.h"
+
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+
+#include "guc.h"
+#include "control/summary.h"
+
+static const char *const list_keys[SL_COUNT] = {
+	[SL_FINAL_IMPORTS] = "final_imports",
+	[SL_RETRIED] = "retried",
+	[SL_STARTED] = "started",
+	[SL_FINISHED] = "finished",
+	[SL_SKIPPED] = "skipped",
+	[SL_ABORTED] = "aborted",
+	[SL_CANCELED] = "canceled",
+	[SL_MARKED] = "marked",
+	[SL_LEFT_ALONE] = "left_alone",
+	[SL_ERRORS] = "errors",
+};
+
+/* Which lists each kind of cycle reports (SPEC §2.6, §12.6). */
+static bool
+list_reported(CycleKind kind, SummaryList list)
+{
+	if (kind == CYCLE_ENQUEUER)
+		return list != SL_CANCELED && list != SL_MARKED && list != SL_LEFT_ALONE;
+	return list != SL_RETRIED && list != SL_STARTED;
+}
+
+/* The key of an element's second member, or NULL when elements are paths. */
+static const char *
+detail_key(CycleKind kind, SummaryList list)
+{
+	if (list == SL_ERRORS)
+		return "message";
+	if (kind == CYCLE_ENQUEUER && (list == SL_FINISHED || list == SL_SKIPPED))
+		return "reason";
+	return NULL;
+}
+
+void
+summary_init(CycleSummary *summary, CycleKind kind)
+{
+	memset(summary, 0, sizeof(*summary));
+	summary->kind = kind;
+	summary->ran = true;
+	for (int i = 0; i < SL_COUNT; i++)
+		initStringInfo(&summary->items[i]);
+}
+
+void
+summary_add(CycleSummary *summary, SummaryList list, const char *path, const char *detail)
+{
+	StringInfo	items = &summary->items[list];
+	const char *key = detail_key(summary->kind, list);
+
+	if (items->len > 0)
+		appendStringInfoChar(items, ',');
+	if (key == NULL)
+		escape_json(items, path);
+	else
+	{
+		appendStringInfoString(items, "{\"path\":");
+		escape_json(items, path);
+		appendStringInfo(items, ",\"%s\":", key);
+		escape_json(items, detail ? detail : "");
+		appendStringInfoChar(items, '}');
+	}
+	summary->counts[list]++;
+}
+
+Datum
+summary_to_jsonb(const CycleSummary *summary)
+{
+	StringInfoData json;
+
+	initStringInfo(&json);
+	appendStringInfo(&json, "{\"ran\":%s", summary->ran ? "true" : "false");
+	if (summary->kind == CYCLE_ENQUEUER)
+	{
+		appendStringInfoString(&json, ",\"stopped\":");
+		escape_json(&json, summary->stopped ? summary->stopped : "nothing_to_do");
+		if (summary->has_retry_after)
+		{
+			appendStringInfoString(&json, ",\"retry_after_until\":");
+			escape_json(&json, timestamptz_to_str(summary->retry_after_until));
+		}
+	}
+	else
+		appendStringInfo(&json, ",\"stale\":%d", summary->stale);
+	for (int i = 0; i < SL_COUNT; i++)
+		if (list_reported(summary->kind, (SummaryList) i))
+			appendStringInfo(&json, ",\"%s\":[%s]", list_keys[i], summary->items[i].data);
+	appendStringInfoChar(&json, '}');
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(json.data));
+}
+
+void
+summary_log(const CycleSummary *summary)
+{
+	StringInfoData line;
+
+	initStringInfo(&line);
+	if (summary->kind == CYCLE_ENQUEUER)
+		appendStringInfo(&line, "enqueuer cycle stopped: %s",
+						 summary->stopped ? summary->stopped : "nothing_to_do");
+	else
+		appendStringInfo(&line, "guard cycle: %d stale", summary->stale);
+	if (!summary->ran)
+		appendStringInfoString(&line, " (another cycle was running)");
+	for (int i = 0; i < SL_COUNT; i++)
+		if (list_reported(summary->kind, (SummaryList) i))
+			appendStringInfo(&line, ", %s %d", list_keys[i], summary->counts[i]);
+	ereport(rm_log_level, (errmsg("registry_migration %s", line.data)));
+	pfree(line.data);
+}

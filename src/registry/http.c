@@ -1,0 +1,425 @@
+/*
+ * http.c — libcurl transfers inside a backend.
+ *
+ * libcurl callbacks never call into the server (no palloc, no ereport):
+ * they write into malloc'd buffers of a Running slot. When a transfer ends
+ * its answer goes to the caller's handler straight from that buffer, which
+ * is freed right after, so memory holds the bodies in flight, not every
+ * answer. PG_FINALLY releases every handle and buffer when an error (a
+ * cancel, a timeout) leaves the loop.
+ *
+ * Redirects are followed here, not by libcurl, so that where each hop goes
+ * is judged with the URL parser: the token goes only to the scheme, host
+ * and port of the registry's URL, and request_timeout covers all hops.
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+
+#include "miscadmin.h"
+#include "storage/pmsignal.h"
+#include "utils/timestamp.h"
+
+#include "guc.h"
+#include "registry/http.h"
+#include "core/url_origin.h"
+
+#define MAX_HEADER_VALUE 1024
+/* How long one wait may last before interrupts are checked again. */
+#define POLL_INTERVAL_MS 100
+
+/* Transfer state owned by libcurl callbacks: malloc only. */
+typedef struct Running
+{
+	CURL	   *easy;
+	struct curl_slist *headers;
+	size_t		max_body;
+	char	   *body;
+	size_t		body_len;
+	size_t		body_cap;
+	bool		too_large;
+	char	   *retry_after;
+	char	   *link;
+	int			redirects;		/* followed so far */
+	TimestampTz deadline;		/* request_timeout, over every hop */
+	char		error[CURL_ERROR_SIZE];
+} Running;
+
+static CURLM *multi = NULL;
+
+static size_t
+write_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+	Running    *r = arg;
+	size_t		n = size * nmemb;
+
+	if (r->body_len + n > r->max_body)
+	{
+		r->too_large = true;
+		return 0;				/* stops the transfer */
+	}
+	if (r->body_len + n + 1 > r->body_cap)
+	{
+		/* Doubling, but never past the cap: a body costs at most max_body + 1. */
+		size_t		cap = Min(Max(r->body_cap * 2, r->body_len + n + 1), r->max_body + 1);
+		char	   *grown = realloc(r->body, cap);
+
+		if (grown == NULL)
+			return 0;
+		r->body = grown;
+		r->body_cap = cap;
+	}
+	memcpy(r->body + r->body_len, data, n);
+	r->body_len += n;
+	r->body[r->body_len] = '\0';
+	return n;
+}
+
+/* A copy of the header's value when line is "name: value", else NULL. */
+static char *
+header_value(const char *line, size_t len, const char *name)
+{
+	size_t		namelen = strlen(name);
+	size_t		start = namelen + 1;
+	size_t		end = len;
+
+	if (len <= namelen || pg_strncasecmp(line, name, namelen) != 0 || line[namelen] != ':')
+		return NULL;
+	while (start < end && (line[start] == ' ' || line[start] == '\t'))
+		start++;
+	while (end > start && (line[end - 1] == '\r' || line[end - 1] == '\n' || line[end - 1] == ' '))
+		end--;
+	if (end - start > MAX_HEADER_VALUE)
+		end = start + MAX_HEADER_VALUE;
+	return strndup(line + start, end - start);
+}
+
+static void
+replace_value(char **slot, char *value)
+{
+	if (value == NULL)
+		return;
+	free(*slot);
+	*slot = value;
+}
+
+static size_t
+read_header(char *line, size_t size, size_t nmemb, void *arg)
+{
+	Running    *r = arg;
+	size_t		n = size * nmemb;
+
+	/* A new status line starts a new answer (after a redirect or a 1xx). */
+	if (n >= 5 && strncmp(line, "HTTP/", 5) == 0)
+	{
+		free(r->retry_after);
+		free(r->link);
+		r->retry_after = r->link = NULL;
+		return n;
+	}
+	replace_value(&r->retry_after, header_value(line, n, "Retry-After"));
+	replace_value(&r->link, header_value(line, n, "Link"));
+	return n;
+}
+
+/* Milliseconds left of the request's timeout; at least 1, which ends it at once. */
+static long
+remaining_ms(const Running *r)
+{
+	long		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), r->deadline);
+
+	return Max(left, 1);
+}
+
+/*
+ * Point the handle at url (the first hop or a redirect's target), with the
+ * token only when url has the scheme, host and port of the registry, and
+ * with what is left of the timeout.
+ */
+static void
+set_target(HttpTransfer *t, Running *r, const char *url)
+{
+	CURL	   *easy = r->easy;
+	long		left = remaining_ms(r);
+	bool		with_token = t->bearer_token != NULL && url_same_origin(t->token_origin, url);
+
+	curl_easy_setopt(easy, CURLOPT_URL, url);
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, left);
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, Min((long) rm_connect_timeout_ms, left));
+	curl_easy_setopt(easy, CURLOPT_HTTPAUTH, with_token ? CURLAUTH_BEARER : CURLAUTH_NONE);
+	curl_easy_setopt(easy, CURLOPT_XOAUTH2_BEARER, with_token ? t->bearer_token : NULL);
+}
+
+static CURL *
+new_easy(HttpTransfer *t, Running *r)
+{
+	CURL	   *easy = curl_easy_init();
+
+	if (easy == NULL)
+		return NULL;
+	r->easy = easy;
+	r->max_body = Min(Max(t->max_body, 1), HTTP_MAX_BODY);
+	r->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), rm_request_timeout_ms);
+	r->headers = curl_slist_append(NULL, "Accept: application/json");
+	curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, t->method);
+	if (strcmp(t->method, "PUT") == 0)
+	{
+		/* An empty body, sent with Content-Length: 0. */
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, "");
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, 0L);
+		r->headers = curl_slist_append(r->headers, "Content-Type:");
+	}
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, r->headers);
+	curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1);
+	curl_easy_setopt(easy, CURLOPT_USERAGENT, "registry_migration/" EXTVERSION);
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	/* Redirects are followed by hand (collect_finished), never by libcurl. */
+	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(easy, CURLOPT_UNRESTRICTED_AUTH, 0L);
+	curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) r->max_body);
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_body);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, read_header);
+	curl_easy_setopt(easy, CURLOPT_HEADERDATA, r);
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, r->error);
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, r);
+	set_target(t, r, t->url);
+	return easy;
+}
+
+static long
+status_code(CURL *easy)
+{
+	long		code = 0;
+
+	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
+	return code;
+}
+
+/* Where a timed-out transfer was, from what it had received. */
+static const char *
+timeout_phase(CURL *easy)
+{
+	curl_off_t	connected = 0;
+
+	curl_easy_getinfo(easy, CURLINFO_CONNECT_TIME_T, &connected);
+	if (connected == 0)
+		return "while connecting";
+	return status_code(easy) == 0 ? "while waiting for the answer" : "while reading the answer";
+}
+
+static char *
+describe_failure(CURL *easy, CURLcode rc, const Running *r)
+{
+	const char *detail = r->error[0] ? r->error : curl_easy_strerror(rc);
+
+	switch (rc)
+	{
+		case CURLE_OPERATION_TIMEDOUT:
+			return psprintf("timeout %s (%s)", timeout_phase(easy), detail);
+		case CURLE_COULDNT_RESOLVE_HOST:
+		case CURLE_COULDNT_RESOLVE_PROXY:
+			return psprintf("DNS failure (%s)", detail);
+		case CURLE_COULDNT_CONNECT:
+			return psprintf("connection failed (%s)", detail);
+		case CURLE_SSL_CONNECT_ERROR:
+		case CURLE_PEER_FAILED_VERIFICATION:
+		case CURLE_SSL_CERTPROBLEM:
+		case CURLE_SSL_CIPHER:
+		case CURLE_SSL_CACERT_BADFILE:
+			return psprintf("TLS failure (%s)", detail);
+		case CURLE_UNSUPPORTED_PROTOCOL:
+			/* An HTTP/0.9 reply: the URLs themselves are always http or https. */
+			return psprintf("not an HTTP answer (%s)", detail);
+		case CURLE_GOT_NOTHING:
+			return psprintf("connection closed without an answer (%s)", detail);
+		case CURLE_WEIRD_SERVER_REPLY:
+			return psprintf("not an HTTP answer (%s)", detail);
+		case CURLE_PARTIAL_FILE:
+		case CURLE_RECV_ERROR:
+			return psprintf("truncated answer (%s)", detail);
+		default:
+			return psprintf("%s (%s)", curl_easy_strerror(rc), detail);
+	}
+}
+
+/*
+ * Fill in a finished transfer's answer; its body stays in r's buffer.
+ * failure, when set, is why a redirect was not followed: no answer then.
+ */
+static void
+finish(HttpTransfer *t, Running *r, CURLcode rc, const char *failure)
+{
+	long		code = status_code(r->easy);
+
+	t->http_status = code;
+	/* A body over the cap is still an answer, with an unusable body. */
+	t->body_too_large = r->too_large || rc == CURLE_FILESIZE_EXCEEDED;
+	t->answered = failure == NULL && (rc == CURLE_OK || t->body_too_large) && code != 0;
+	t->body = r->body && !t->body_too_large ? r->body : "";
+	t->body_len = r->body && !t->body_too_large ? r->body_len : 0;
+	t->retry_after = r->retry_after ? pstrdup(r->retry_after) : NULL;
+	t->link = r->link ? pstrdup(r->link) : NULL;
+	if (t->answered)
+		t->failure = NULL;
+	else
+		t->failure = failure ? pstrdup(failure) : describe_failure(r->easy, rc, r);
+}
+
+/* Forget what one hop received, before the next. */
+static void
+forget_answer(Running *r)
+{
+	free(r->body);
+	free(r->retry_after);
+	free(r->link);
+	r->body = r->retry_after = r->link = NULL;
+	r->body_len = r->body_cap = 0;
+	r->too_large = false;
+	r->error[0] = '\0';
+}
+
+static void
+release(Running *r)
+{
+	if (r->easy)
+	{
+		curl_multi_remove_handle(multi, r->easy);
+		curl_easy_cleanup(r->easy);
+	}
+	curl_slist_free_all(r->headers);
+	forget_answer(r);
+	memset(r, 0, sizeof(*r));
+}
+
+/*
+ * Where a transfer that ended on a redirect goes next (malloc'd), when it
+ * follows it; NULL otherwise, with *failure set when the redirect is
+ * refused. A 3xx without a usable Location is an answer like any other.
+ */
+static char *
+redirect_target(const HttpTransfer *t, Running *r, CURLcode rc, const char **failure)
+{
+	long		code = status_code(r->easy);
+	char	   *location = NULL;
+
+	*failure = NULL;
+	if (!t->follow_redirects || rc != CURLE_OK || code < 300 || code > 399)
+		return NULL;
+	if (curl_easy_getinfo(r->easy, CURLINFO_REDIRECT_URL, &location) != CURLE_OK ||
+		location == NULL)
+		return NULL;
+	if (r->redirects >= HTTP_MAX_REDIRECTS)
+		*failure = "more than " CppAsString2(HTTP_MAX_REDIRECTS) " redirects";
+	else if (!url_is_http(location))
+		*failure = "redirect to a URL that is not http or https";
+	if (*failure)
+		return NULL;
+	return strdup(location);
+}
+
+/* Send the request again to target, after a redirect. */
+static void
+follow(HttpTransfer *t, Running *r, const char *target)
+{
+	curl_multi_remove_handle(multi, r->easy);
+	forget_answer(r);
+	r->redirects++;
+	set_target(t, r, target);
+	if (curl_multi_add_handle(multi, r->easy) != CURLM_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not follow a redirect of an HTTP request")));
+}
+
+static void
+start(HttpTransfer *t, Running *r)
+{
+	if (new_easy(t, r) == NULL || curl_multi_add_handle(multi, r->easy) != CURLM_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not start an HTTP request")));
+}
+
+/* Hand over the transfers that ended, follow their redirects; returns how many ended. */
+static int
+collect_finished(HttpTransfer *transfers, Running *running,
+				 HttpAnswerHandler handler, void *arg)
+{
+	CURLMsg    *msg;
+	int			left;
+	int			done = 0;
+
+	while ((msg = curl_multi_info_read(multi, &left)) != NULL)
+	{
+		Running    *r;
+		HttpTransfer *t;
+		CURLcode	rc = msg->data.result;
+		const char *failure;
+		char	   *target;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		/* msg is not valid after curl_multi_remove_handle: copied above. */
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &r);
+		t = &transfers[r - running];
+		target = redirect_target(t, r, rc, &failure);
+		if (target != NULL)
+		{
+			follow(t, r, target);
+			free(target);
+			continue;
+		}
+		finish(t, r, rc, failure);
+		handler(t, (int) (r - running), arg);
+		t->body = NULL;
+		t->body_len = 0;
+		release(r);
+		done++;
+	}
+	return done;
+}
+
+void
+http_run(HttpTransfer *transfers, int ntransfers, int max_in_flight,
+		 HttpAnswerHandler handler, void *arg)
+{
+	Running    *volatile running = palloc0(sizeof(Running) * Max(ntransfers, 1));
+
+	if (multi == NULL && (multi = curl_multi_init()) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not initialise libcurl")));
+
+	PG_TRY();
+	{
+		int			next = 0;
+		int			in_flight = 0;
+
+		while (next < ntransfers || in_flight > 0)
+		{
+			int			still_running;
+
+			for (; in_flight < max_in_flight && next < ntransfers; next++, in_flight++)
+				start(&transfers[next], &running[next]);
+			curl_multi_perform(multi, &still_running);
+			in_flight -= collect_finished(transfers, running, handler, arg);
+			/* Wait only when no further transfer may start now. */
+			if (in_flight > 0 && (next >= ntransfers || in_flight >= max_in_flight))
+				curl_multi_poll(multi, NULL, 0, POLL_INTERVAL_MS, NULL);
+			CHECK_FOR_INTERRUPTS();
+			if (!PostmasterIsAlive())
+				ereport(FATAL,
+						(errcode(ERRCODE_ADMIN_SHUTDOWN),
+						 errmsg("terminating a registry request because the postmaster died")));
+		}
+	}
+	PG_FINALLY();
+	{
+		for (int i = 0; i < ntransfers; i++)
+			release(&running[i]);
+	}
+	PG_END_TRY();
+	pfree(running);
+}

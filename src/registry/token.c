@@ -1,0 +1,165 @@
+/*
+ * token.c — building, signing and caching the registry's JWTs.
+ *
+ * The key is loaded once per backend and again when the setting changes.
+ * The import-API token has the same scope for every call, so it is reused
+ * until shortly before it expires; a tag-list token names one repository,
+ * so it is made for each listing.
+ */
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+#include "utils/json.h"
+
+#include <time.h>
+
+#include "guc.h"
+#include "core/jwt.h"
+#include "registry/token.h"
+
+/* A token is renewed when less than this many seconds of it remain. */
+#define RENEW_MARGIN_S 30
+
+typedef struct TokenSettings
+{
+	char		key_file[MAXPGPATH];
+	char		issuer[256];
+	char		audience[256];
+	int			lifetime;
+} TokenSettings;
+
+static EVP_PKEY *key = NULL;
+static char key_id[JWT_KID_LEN];
+static TokenSettings cached_for;
+static char *import_token = NULL;	/* malloc'd */
+static time_t import_token_expires = 0;
+static char *repository_token = NULL;	/* malloc'd, the latest tag-list token */
+
+static void
+forget_tokens(void)
+{
+	free(import_token);
+	free(repository_token);
+	import_token = repository_token = NULL;
+	import_token_expires = 0;
+}
+
+static void
+current_settings(TokenSettings *s)
+{
+	memset(s, 0, sizeof(*s));
+	strlcpy(s->key_file, rm_jwt_private_key_file, sizeof(s->key_file));
+	strlcpy(s->issuer, rm_jwt_issuer, sizeof(s->issuer));
+	strlcpy(s->audience, rm_jwt_audience, sizeof(s->audience));
+	s->lifetime = rm_jwt_token_lifetime_s;
+}
+
+/* (Re)load the key when the settings changed since the last token. */
+static void
+refresh_key(void)
+{
+	TokenSettings now;
+	char		err[256];
+
+	current_settings(&now);
+	if (key != NULL && memcmp(&now, &cached_for, sizeof(now)) == 0)
+		return;
+	forget_tokens();
+	EVP_PKEY_free(key);
+	key = NULL;
+	key = jwt_load_private_key(now.key_file, err, sizeof(err));
+	if (key != NULL && !jwt_key_id(key, key_id))
+	{
+		EVP_PKEY_free(key);
+		key = NULL;
+		strlcpy(err, "could not compute the key id", sizeof(err));
+	}
+	if (key == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("could not use registry_migration.jwt_private_key_file"),
+				 errdetail("Key file \"%s\": %s.", now.key_file, err)));
+	cached_for = now;
+}
+
+static void
+append_random_id(StringInfo out)
+{
+	uint8		bytes[16];
+
+	if (!pg_strong_random(bytes, sizeof(bytes)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a random token id")));
+	for (int i = 0; i < (int) sizeof(bytes); i++)
+		appendStringInfo(out, "%02x", bytes[i]);
+}
+
+/* The claims the registry checks; access_json is the "access" array. */
+static char *
+claims_json(time_t now, const char *access_json)
+{
+	StringInfoData s;
+
+	initStringInfo(&s);
+	appendStringInfoString(&s, "{\"iss\":");
+	escape_json(&s, rm_jwt_issuer);
+	appendStringInfoString(&s, ",\"aud\":");
+	escape_json(&s, rm_jwt_audience);
+	appendStringInfo(&s, ",\"iat\":%lld,\"nbf\":%lld,\"exp\":%lld,\"jti\":\"",
+					 (long long) now, (long long) now,
+					 (long long) now + rm_jwt_token_lifetime_s);
+	append_random_id(&s);
+	appendStringInfo(&s, "\",\"access\":%s}", access_json);
+	return s.data;
+}
+
+/* Sign a token for access_json; malloc'd. */
+static char *
+sign(time_t now, const char *access_json)
+{
+	char		err[256];
+	char	   *claims = claims_json(now, access_json);
+	char	   *token = jwt_sign_rs256(key, key_id, claims, err, sizeof(err));
+
+	pfree(claims);
+	if (token == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("%s", err)));
+	return token;
+}
+
+const char *
+registry_token(RegistryCall call, const char *path)
+{
+	time_t		now = time(NULL);
+
+	if (rm_jwt_private_key_file == NULL || rm_jwt_private_key_file[0] == '\0')
+		return NULL;
+	refresh_key();
+
+	if (call == CALL_TAGS)
+	{
+		StringInfoData access;
+
+		initStringInfo(&access);
+		appendStringInfoString(&access, "[{\"type\":\"repository\",\"name\":");
+		escape_json(&access, path);
+		appendStringInfoString(&access, ",\"actions\":[\"pull\"]}]");
+		free(repository_token);
+		repository_token = NULL;
+		repository_token = sign(now, access.data);
+		pfree(access.data);
+		return repository_token;
+	}
+
+	if (import_token == NULL || now >= import_token_expires - RENEW_MARGIN_S)
+	{
+		free(import_token);
+		import_token = NULL;
+		import_token = sign(now, "[{\"type\":\"registry\",\"name\":\"import\",\"actions\":[\"*\"]}]");
+		import_token_expires = now + rm_jwt_token_lifetime_s;
+	}
+	return import_token;
+}

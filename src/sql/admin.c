@@ -1,0 +1,206 @@
+/*
+ * admin.c — the operator functions of SPEC §2.5 and §12.9: skip() and
+ * reset(), which need no registry, and cancel() and retry(), which do. All
+ * go through the state machine with cause "admin" and return the
+ * repository's state afterwards.
+ */
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+
+#include "store/backoff.h"
+#include "control/enqueuer.h"
+#include "registry/registry_client.h"
+#include "store/settings.h"
+#include "store/enum_datums.h"
+#include "sql/path_args.h"
+#include "store/state_machine.h"
+
+PG_FUNCTION_INFO_V1(rm_skip);
+PG_FUNCTION_INFO_V1(rm_reset);
+PG_FUNCTION_INFO_V1(rm_cancel);
+PG_FUNCTION_INFO_V1(rm_retry);
+
+/* Lock the repository with this path, or raise P0002. */
+static void
+lock_named_repository(const char *path, Repository *repo)
+{
+	if (!repository_lock_by_path(path, repo))
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("repository \"%s\" does not exist", path),
+				 errdetail("No row of registry_migration.repositories has this path.")));
+}
+
+/* Apply an admin event to the repository at path; 55000 when refused. */
+static Datum
+admin_event(FunctionCallInfo fcinfo, const char *path, const TransitionRequest *request)
+{
+	EventNote	note = {.cause = CAUSE_ADMIN};
+	Repository	repo;
+	MigrationState after;
+
+	SPI_connect();
+	lock_named_repository(path, &repo);
+	if (!repository_apply(&repo, request, &note).allowed)
+		repository_refused_error(&repo, request->event);
+	after = repo.row.state;
+	SPI_finish();
+	return migration_state_to_datum(fcinfo, after);
+}
+
+Datum
+rm_skip(PG_FUNCTION_ARGS)
+{
+	TransitionRequest request = {.event = EV_SKIP, .has_reason = true};
+
+	char	   *path;
+
+	require_argument(fcinfo, 0, "path");
+	require_argument(fcinfo, 1, "reason");
+	path = path_argument(fcinfo, 0);
+	request.reason = skip_reason_from_datum(PG_GETARG_DATUM(1));
+	return admin_event(fcinfo, path, &request);
+}
+
+Datum
+rm_reset(PG_FUNCTION_ARGS)
+{
+	TransitionRequest request = {.event = EV_RESET};
+	EventNote	note = {.cause = CAUSE_ADMIN};
+	Repository	repo;
+	char	   *path;
+
+	require_argument(fcinfo, 0, "path");
+	path = path_argument(fcinfo, 0);
+	SPI_connect();
+	lock_named_repository(path, &repo);
+	repository_apply_or_error(&repo, &request, &note);
+	repository_set_consecutive_429s(&repo, 0);
+	SPI_finish();
+	return migration_state_to_datum(fcinfo, MS_DEFAULT);
+}
+
+/* Raise 08006: the registry could not answer; nothing changed. */
+static void
+registry_unavailable_error(const char *what, const char *path, const RegistryAnswer *a)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_CONNECTION_FAILURE),
+			 errmsg("registry unavailable while trying to %s repository \"%s\"", what, path),
+			 errdetail("%s", a->problem)));
+}
+
+Datum
+rm_cancel(PG_FUNCTION_ARGS)
+{
+	bool		force;
+	Repository	repo;
+	TransitionRequest request = {.event = EV_ABORT};
+	EventNote	note = {.cause = CAUSE_ADMIN};
+	RegistryAnswer a;
+	MigrationState after;
+	char	   *path;
+
+	require_argument(fcinfo, 0, "path");
+	require_argument(fcinfo, 1, "force");
+	path = path_argument(fcinfo, 0);
+	force = PG_GETARG_BOOL(1);
+	if (force)
+		request = (TransitionRequest) {.event = EV_SKIP, .has_reason = true,
+		.reason = SR_MIGRATION_FORCED_CANCELED};
+
+	SPI_connect();
+	lock_named_repository(path, &repo);
+	/* Refused before asking the registry: nothing to cancel from here. */
+	if (!event_allowed(request.event, repo.row.state))
+		repository_refused_error(&repo, request.event);
+	a = registry_call(force ? CALL_FORCE_CANCEL : CALL_CANCEL, repo.path);
+	if (a.answer == ANSWER_UNAVAILABLE)
+		registry_unavailable_error("cancel", repo.path, &a);
+	if (a.answer != ANSWER_ACCEPTED)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the registry did not accept the cancel of repository \"%s\"", repo.path),
+				 errdetail("The registry answered: %s.",
+						   a.problem ? a.problem : answer_class_name(a.answer))));
+	note.http_status = (int) a.http_status;
+	note.detail = force ? "forced cancel by an operator" : "canceled by an operator";
+	repository_apply_or_error(&repo, &request, &note);
+	after = repo.row.state;
+	SPI_finish();
+	return migration_state_to_datum(fcinfo, after);
+}
+
+/* retry() obeys the master switch and a pending Retry-After (SPEC §12.9). */
+static void
+check_retry_allowed(const MigrationSettings *s, const Repository *repo)
+{
+	TimestampTz until;
+
+	if (!s->enabled)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the migration is disabled"),
+				 errhint("UPDATE registry_migration.settings SET enabled = true.")));
+	if (backoff_pending(&until))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the registry asked to wait until %s", timestamptz_to_str(until)),
+				 errdetail("It answered \"too many imports\" with a Retry-After.")));
+	if (repo->row.state != MS_IMPORT_ABORTED)
+		repository_refused_error(repo, EV_START_PRE_IMPORT);
+}
+
+static bool
+root_namespace_denied(const Repository *repo)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(repo->path)};
+
+	if (SPI_execute_with_args("SELECT FROM registry_migration.denied_namespaces"
+							  " WHERE root_namespace = split_part($1, '/', 1)",
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the deny list");
+	return SPI_processed > 0;
+}
+
+Datum
+rm_retry(PG_FUNCTION_ARGS)
+{
+	MigrationSettings settings;
+	Repository	repo;
+	RegistryAnswer status;
+	CycleSummary summary;
+	HandleOutcome outcome;
+	MigrationState after;
+	char	   *path;
+
+	require_argument(fcinfo, 0, "path");
+	path = path_argument(fcinfo, 0);
+	summary_init(&summary, CYCLE_ENQUEUER);
+	SPI_connect();
+	settings = settings_load();
+	lock_named_repository(path, &repo);
+	check_retry_allowed(&settings, &repo);
+	if (root_namespace_denied(&repo))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the root namespace of repository \"%s\" is in the deny list", repo.path)));
+	status = registry_call(CALL_STATUS, repo.path);
+	if (status.answer == ANSWER_UNAVAILABLE)
+		registry_unavailable_error("retry", repo.path, &status);
+	outcome = retry_aborted(&repo, &status, &settings, CAUSE_ADMIN, &summary);
+	if (outcome == HANDLED_UNAVAILABLE)
+		registry_unavailable_error("retry", repo.path, &status);
+	if (outcome == HANDLED_TOO_MANY_IMPORTS)
+		ereport(WARNING,
+				(errmsg("the registry is running too many imports; repository \"%s\" was not retried",
+						repo.path),
+				 errhint("The enqueuer retries it when the registry has room.")));
+	after = repo.row.state;
+	SPI_finish();
+	return migration_state_to_datum(fcinfo, after);
+}

@@ -1,0 +1,29 @@
+/*
+ * sql_enums.h — conversions between the SQL enum types and the C enums of
+ * states.h, by label, so SQL and C agree by name rather than by position.
+ */
+#ifndef RM_SQL_ENUMS_H
+#define RM_SQL_ENUMS_H
+
+#include "postgres.h"
+
+#include "fmgr.h"
+
+#include "core/states.h"
+
+extern MigrationState migration_state_from_datum(Datum value);
+extern SkipReason skip_reason_from_datum(Datum value);
+
+/*
+ * The same, remembering each label's Oid in flinfo->fn_extra, for functions
+ * called once per row.
+ */
+extern MigrationState migration_state_from_datum_cached(FmgrInfo *flinfo, Datum value);
+
+/* A migration_state value of the SQL type the function returns. */
+extern Datum migration_state_to_datum(FunctionCallInfo fcinfo, MigrationState state);
+
+/* Raise 22004 naming the argument when it is NULL. */
+extern void require_argument(FunctionCallInfo fcinfo, int argno, const char *name);
+
+#endif

@@ -1,0 +1,231 @@
+/*
+ * state_machine.c — loading, changing and storing a repository's state.
+ *
+ * The rules live in transitions.c (pure C); this file moves rows between
+ * the table and RepositoryRow and records every step in the event log.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type_d.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "store/settings.h"
+#include "store/spi_util.h"
+#include "store/state_machine.h"
+#include "store/commit_signal.h"
+
+#define REPOSITORY_COLUMNS \
+	"id, path, state::text, pre_import_started_at, pre_import_done_at," \
+	" import_started_at, import_done_at, aborted_at, skipped_at, retries_count," \
+	" skipped_reason::text, aborted_in_state::text, consecutive_429s"
+
+/* Column numbers in REPOSITORY_COLUMNS; the six timestamps follow STATE. */
+enum
+{
+	COL_ID = 1,
+	COL_PATH,
+	COL_STATE,
+	COL_FIRST_TIME,
+	COL_RETRIES = COL_FIRST_TIME + 6,
+	COL_SKIPPED_REASON,
+	COL_ABORTED_IN_STATE,
+	COL_CONSECUTIVE_429S
+};
+
+/* The six timestamp columns, in the order of REPOSITORY_COLUMNS. */
+static OptionalTime *
+row_time(RepositoryRow *row, int i)
+{
+	OptionalTime *times[6] = {&row->pre_import_started_at, &row->pre_import_done_at,
+		&row->import_started_at, &row->import_done_at,
+	&row->aborted_at, &row->skipped_at};
+
+	return times[i];
+}
+
+static MigrationState
+state_column(int colno)
+{
+	char	   *label = spi_text(colno);
+	MigrationState state;
+
+	if (!migration_state_from_name(label, &state))
+		elog(ERROR, "unknown migration state \"%s\"", label);
+	return state;
+}
+
+/* Fill *repo from row 0 of SPI_tuptable. */
+static void
+repository_from_tuple(Repository *repo)
+{
+	HeapTuple	tuple = SPI_tuptable->vals[0];
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	RepositoryRow *row = &repo->row;
+	bool		isnull;
+	char	   *reason;
+
+	memset(repo, 0, sizeof(*repo));
+	repo->id = DatumGetInt64(SPI_getbinval(tuple, desc, COL_ID, &isnull));
+	repo->path = spi_text(COL_PATH);
+	row->state = state_column(COL_STATE);
+	for (int i = 0; i < 6; i++)
+	{
+		Datum		at = SPI_getbinval(tuple, desc, COL_FIRST_TIME + i, &isnull);
+
+		row_time(row, i)->set = !isnull;
+		row_time(row, i)->at = isnull ? 0 : DatumGetTimestampTz(at);
+	}
+	row->retries_count = DatumGetInt32(SPI_getbinval(tuple, desc, COL_RETRIES, &isnull));
+	reason = spi_text(COL_SKIPPED_REASON);
+	row->has_skipped_reason = reason != NULL;
+	if (reason && !skip_reason_from_name(reason, &row->skipped_reason))
+		elog(ERROR, "unknown skip reason \"%s\"", reason);
+	row->has_aborted_in_state = SPI_getvalue(tuple, desc, COL_ABORTED_IN_STATE) != NULL;
+	if (row->has_aborted_in_state)
+		row->aborted_in_state = state_column(COL_ABORTED_IN_STATE);
+	repo->consecutive_429s = DatumGetInt32(SPI_getbinval(tuple, desc, COL_CONSECUTIVE_429S, &isnull));
+}
+
+static bool
+lock_with(SPIPlanPtr plan, Datum key, Repository *repo)
+{
+	Datum		values[1] = {key};
+
+	spi_run(plan, values, NULL, false, 1, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return false;
+	repository_from_tuple(repo);
+	return true;
+}
+
+bool
+repository_lock_by_path(const char *path, Repository *repo)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {TEXTOID};
+
+	spi_cached_plan(&plan,
+					"SELECT " REPOSITORY_COLUMNS " FROM registry_migration.repositories"
+					" WHERE path = $1 FOR UPDATE",
+					1, types);
+	return lock_with(plan, CStringGetTextDatum(path), repo);
+}
+
+bool
+repository_lock_by_id(int64 id, Repository *repo)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT8OID};
+
+	spi_cached_plan(&plan,
+					"SELECT " REPOSITORY_COLUMNS " FROM registry_migration.repositories"
+					" WHERE id = $1 FOR UPDATE",
+					1, types);
+	return lock_with(plan, Int64GetDatum(id), repo);
+}
+
+static void
+store_row(const Repository *repo)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[11] = {INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+		TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+	INT4OID, TEXTOID, TEXTOID};
+	Datum		values[11];
+	char		nulls[11];
+	RepositoryRow row = repo->row;
+
+	spi_cached_plan(&plan,
+					"UPDATE registry_migration.repositories SET"
+					" state = $2::registry_migration.migration_state,"
+					" pre_import_started_at = $3, pre_import_done_at = $4,"
+					" import_started_at = $5, import_done_at = $6,"
+					" aborted_at = $7, skipped_at = $8, retries_count = $9,"
+					" skipped_reason = $10::registry_migration.skip_reason,"
+					" aborted_in_state = $11::registry_migration.migration_state"
+					" WHERE id = $1",
+					11, types);
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = Int64GetDatum(repo->id);
+	values[1] = CStringGetTextDatum(migration_state_name(row.state));
+	for (int i = 0; i < 6; i++)
+	{
+		values[2 + i] = TimestampTzGetDatum(row_time(&row, i)->at);
+		nulls[2 + i] = row_time(&row, i)->set ? ' ' : 'n';
+	}
+	values[8] = Int32GetDatum(row.retries_count);
+	values[9] = row.has_skipped_reason ?
+		CStringGetTextDatum(skip_reason_name(row.skipped_reason)) : (Datum) 0;
+	nulls[9] = row.has_skipped_reason ? ' ' : 'n';
+	values[10] = row.has_aborted_in_state ?
+		CStringGetTextDatum(migration_state_name(row.aborted_in_state)) : (Datum) 0;
+	nulls[10] = row.has_aborted_in_state ? ' ' : 'n';
+	spi_run(plan, values, nulls, false, 0, SPI_OK_UPDATE);
+}
+
+TransitionOutcome
+repository_apply(Repository *repo, const TransitionRequest *request, const EventNote *note)
+{
+	TimestampTz now = GetCurrentTimestamp();	/* clock_timestamp(), SPEC §1 */
+	TransitionOutcome outcome;
+
+	outcome = transition_apply(&repo->row, request, settings_load().max_retries, now);
+	if (!outcome.allowed)
+		return outcome;
+
+	store_row(repo);
+	/* A finished step frees a slot or calls for a final import: wake the worker. */
+	if (repo->row.state == MS_PRE_IMPORT_DONE || repo->row.state == MS_IMPORT_DONE ||
+		repo->row.state == MS_IMPORT_ABORTED || repo->row.state == MS_IMPORT_SKIPPED)
+		commit_signal_raise();
+	for (int i = 0; i < outcome.nsteps; i++)
+	{
+		const TransitionStep *step = &outcome.steps[i];
+
+		event_log_write(repo->id, repo->path, step->old_state, step->new_state,
+						migration_event_name(step->event), note, now);
+	}
+	return outcome;
+}
+
+TransitionOutcome
+repository_apply_or_error(Repository *repo, const TransitionRequest *request,
+						  const EventNote *note)
+{
+	TransitionOutcome outcome = repository_apply(repo, request, note);
+
+	if (!outcome.allowed)
+		repository_refused_error(repo, request->event);
+	return outcome;
+}
+
+void
+repository_set_consecutive_429s(Repository *repo, int32 count)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		values[2] = {Int64GetDatum(repo->id), Int32GetDatum(count)};
+
+	if (repo->consecutive_429s == count)
+		return;
+	spi_cached_plan(&plan,
+					"UPDATE registry_migration.repositories SET consecutive_429s = $2 WHERE id = $1",
+					2, types);
+	spi_run(plan, values, NULL, false, 0, SPI_OK_UPDATE);
+	repo->consecutive_429s = count;
+}
+
+void
+repository_refused_error(const Repository *repo, MigrationEvent event)
+{
+	char		allowed[256];
+
+	event_allowed_states_text(event, allowed, sizeof(allowed));
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("%s is not allowed for repository \"%s\" in state %s",
+					migration_event_name(event), repo->path,
+					migration_state_name(repo->row.state)),
+			 errdetail("It is allowed only from %s.", allowed)));
+}

@@ -1,0 +1,46 @@
+/*
+ * state_machine.h — the one place that changes a repository's state.
+ *
+ * Every change locks the repository's row, checks the event against the
+ * state found under the lock (transitions.c), writes the new row and one
+ * event-log row per state change. All functions need an SPI connection.
+ */
+#ifndef RM_STATE_MACHINE_H
+#define RM_STATE_MACHINE_H
+
+#include "postgres.h"
+
+#include "store/event_log.h"
+#include "core/transitions.h"
+
+typedef struct Repository
+{
+	int64		id;
+	char	   *path;
+	RepositoryRow row;
+	int32		consecutive_429s;	/* SPEC §6 step 6 */
+} Repository;
+
+/* Lock the repository's row (FOR UPDATE); false when there is no such row. */
+extern bool repository_lock_by_path(const char *path, Repository *repo);
+extern bool repository_lock_by_id(int64 id, Repository *repo);
+
+/*
+ * Apply the event to the locked repository. When the event is not allowed
+ * from its state, nothing changes and outcome.allowed is false.
+ */
+extern TransitionOutcome repository_apply(Repository *repo, const TransitionRequest *request,
+										  const EventNote *note);
+
+/* Apply an event that must be allowed; an error otherwise. */
+extern TransitionOutcome repository_apply_or_error(Repository *repo,
+												   const TransitionRequest *request,
+												   const EventNote *note);
+
+/* Store the count of consecutive 429 answers to starts. */
+extern void repository_set_consecutive_429s(Repository *repo, int32 count);
+
+/* Raise 55000: the event is not allowed from the repository's state. */
+extern void repository_refused_error(const Repository *repo, MigrationEvent event) pg_attribute_noreturn();
+
+#endif
