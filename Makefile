@@ -40,10 +40,7 @@ src/registry/http.o: Makefile
 # Pure C logic (no server headers), tested outside the server under
 # AddressSanitizer and UndefinedBehaviorSanitizer.
 UNIT_SOURCES = $(CORE_SOURCES)
-UNIT_TESTS = test/unit/unit_tests.c test/unit/test_decision.c \
-	test/unit/test_transitions.c test/unit/test_path.c \
-	test/unit/test_registry_api.c test/unit/test_jwt.c \
-	test/unit/test_registry_json.c test/unit/test_url_origin.c
+UNIT_TESTS = $(wildcard test/unit/*.c)
 
 test/unit/unit_tests: $(UNIT_SOURCES) $(wildcard src/core/*.h) $(UNIT_TESTS) test/unit/unit.h
 	$(CC) -std=c11 -g -O1 -Wall -Wextra -Werror -fno-omit-frame-pointer \

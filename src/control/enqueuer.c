@@ -18,7 +18,6 @@
 #include "store/event_log.h"
 #include "store/spi_util.h"
 #include "control/starts.h"
-#include "worker/worker.h"
 
 PG_FUNCTION_INFO_V1(rm_run_enqueuer);
 

@@ -12,6 +12,9 @@
 #include "store/state_machine.h"
 #include "control/summary.h"
 
+/* One enqueue cycle's work, run inside run_cycle (by SQL or the worker). */
+extern void enqueue_cycle_body(CycleSummary *summary);
+
 /* How handling one repository went, for the cycle. */
 typedef enum HandleOutcome
 {

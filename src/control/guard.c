@@ -15,6 +15,7 @@
 
 #include "store/backoff.h"
 #include "control/cycle.h"
+#include "control/guard.h"
 #include "core/decision.h"
 #include "store/event_log.h"
 #include "registry/registry_client.h"
@@ -23,7 +24,6 @@
 #include "control/starts.h"
 #include "store/state_machine.h"
 #include "control/summary.h"
-#include "worker/worker.h"
 
 PG_FUNCTION_INFO_V1(rm_run_guard);
 

@@ -27,6 +27,8 @@
 #include "utils/timestamp.h"
 
 #include "control/cycle.h"
+#include "control/enqueuer.h"
+#include "control/guard.h"
 #include "store/event_log.h"
 #include "guc.h"
 #include "control/summary.h"
