@@ -165,12 +165,14 @@ store_row(const Repository *repo)
 }
 
 TransitionOutcome
-repository_apply(Repository *repo, const TransitionRequest *request, const EventNote *note)
+repository_apply(Repository *repo, const TransitionRequest *request, const EventNote *note,
+				 const MigrationSettings *settings)
 {
-	TimestampTz now = GetCurrentTimestamp();	/* clock_timestamp(), SPEC §1 */
+	/* The time of the change itself (clock_timestamp()), not of the transaction. */
+	TimestampTz now = GetCurrentTimestamp();
 	TransitionOutcome outcome;
 
-	outcome = transition_apply(&repo->row, request, settings_load().max_retries, now);
+	outcome = transition_apply(&repo->row, request, settings->max_retries, now);
 	if (!outcome.allowed)
 		return outcome;
 
@@ -191,9 +193,9 @@ repository_apply(Repository *repo, const TransitionRequest *request, const Event
 
 TransitionOutcome
 repository_apply_or_error(Repository *repo, const TransitionRequest *request,
-						  const EventNote *note)
+						  const EventNote *note, const MigrationSettings *settings)
 {
-	TransitionOutcome outcome = repository_apply(repo, request, note);
+	TransitionOutcome outcome = repository_apply(repo, request, note, settings);
 
 	if (!outcome.allowed)
 		repository_refused_error(repo, request->event);

@@ -1,12 +1,12 @@
 /*
- * sql_enums.c — SQL enum values to C enums and back.
+ * enum_datums.c — SQL enum values to C enums and back.
  */
 #include "postgres.h"
 
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 
-#include "store/enum_datums.h"
+#include "sql/enum_datums.h"
 
 MigrationState
 migration_state_from_datum(Datum value)
@@ -64,13 +64,4 @@ migration_state_to_datum(FunctionCallInfo fcinfo, MigrationState state)
 	return DirectFunctionCall2(enum_in,
 							   CStringGetDatum(migration_state_name(state)),
 							   ObjectIdGetDatum(type));
-}
-
-void
-require_argument(FunctionCallInfo fcinfo, int argno, const char *name)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("argument \"%s\" must not be NULL", name)));
 }
