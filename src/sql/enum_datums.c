@@ -8,14 +8,27 @@
 
 #include "sql/enum_datums.h"
 
+static char *
+enum_label(Datum value)
+{
+	return DatumGetCString(DirectFunctionCall1(enum_out, value));
+}
+
+/* A label of the SQL type the C name table lacks: the library is older than the schema. */
+static void
+unknown_label(const char *what, const char *label)
+{
+	elog(ERROR, "%s \"%s\" is unknown to the extension's library", what, label);
+}
+
 MigrationState
 migration_state_from_datum(Datum value)
 {
-	char	   *label = DatumGetCString(DirectFunctionCall1(enum_out, value));
-	MigrationState state;
+	char	   *label = enum_label(value);
+	MigrationState state = MS_DEFAULT;
 
 	if (!migration_state_from_name(label, &state))
-		elog(ERROR, "migration state \"%s\" is unknown to the extension's library", label);
+		unknown_label("migration state", label);
 	pfree(label);
 	return state;
 }
@@ -47,11 +60,11 @@ migration_state_from_datum_cached(FmgrInfo *flinfo, Datum value)
 SkipReason
 skip_reason_from_datum(Datum value)
 {
-	char	   *label = DatumGetCString(DirectFunctionCall1(enum_out, value));
-	SkipReason	reason;
+	char	   *label = enum_label(value);
+	SkipReason	reason = SR_NOT_IN_PLAN;
 
 	if (!skip_reason_from_name(label, &reason))
-		elog(ERROR, "skip reason \"%s\" is unknown to the extension's library", label);
+		unknown_label("skip reason", label);
 	pfree(label);
 	return reason;
 }
