@@ -16,20 +16,19 @@ enum_label(Datum value)
 
 /* A label of the SQL type the C name table lacks: the library is older than the schema. */
 static void
-unknown_label(const char *what, const char *label)
+unknown_label(const char *what, Datum value)
 {
-	elog(ERROR, "%s \"%s\" is unknown to the extension's library", what, label);
+	elog(ERROR, "%s \"%s\" is unknown to the extension's library", what, enum_label(value));
 }
 
+/* The label is left to the memory context: these run once per call or per new Oid. */
 MigrationState
 migration_state_from_datum(Datum value)
 {
-	char	   *label = enum_label(value);
 	MigrationState state = MS_DEFAULT;
 
-	if (!migration_state_from_name(label, &state))
-		unknown_label("migration state", label);
-	pfree(label);
+	if (!migration_state_from_name(enum_label(value), &state))
+		unknown_label("migration state", value);
 	return state;
 }
 
@@ -60,12 +59,10 @@ migration_state_from_datum_cached(FmgrInfo *flinfo, Datum value)
 SkipReason
 skip_reason_from_datum(Datum value)
 {
-	char	   *label = enum_label(value);
 	SkipReason	reason = SR_NOT_IN_PLAN;
 
-	if (!skip_reason_from_name(label, &reason))
-		unknown_label("skip reason", label);
-	pfree(label);
+	if (!skip_reason_from_name(enum_label(value), &reason))
+		unknown_label("skip reason", value);
 	return reason;
 }
 
