@@ -12,8 +12,15 @@
 #include "utils/snapmgr.h"
 
 #include "control/cycle.h"
+#include "store/event_log.h"
 
 #define CYCLE_LOCK_CLASS 1380798791	/* 'RMIG' */
+
+/*
+ * Every cycle trims the event log by at most this many rows: the log stays
+ * within its retention without a job of its own, and no cycle waits long.
+ */
+#define CYCLE_PURGE_ROWS 1000
 
 static bool commit_between_repositories = false;
 
@@ -30,7 +37,7 @@ cycle_lock_tag(LOCKTAG *tag, CycleKind kind)
  * a second cycle cannot start before the first one's changes are visible.
  * The worker commits inside its cycles and holds it for the session.
  */
-bool
+static bool
 cycle_try_lock(CycleKind kind)
 {
 	LOCKTAG		tag;
@@ -40,7 +47,7 @@ cycle_try_lock(CycleKind kind)
 		LOCKACQUIRE_NOT_AVAIL;
 }
 
-void
+static void
 cycle_unlock(CycleKind kind)
 {
 	LOCKTAG		tag;
@@ -84,12 +91,15 @@ run_cycle(CycleKind kind, void (*body) (CycleSummary *), CycleSummary *summary)
 	{
 		summary->ran = false;
 		if (kind == CYCLE_ENQUEUER)
-			summary->stopped = "another_cycle_running";
+			summary->stopped = STOP_ANOTHER_CYCLE_RUNNING;
 	}
 	else
 	{
 		PG_TRY();
 		{
+			SPI_connect();
+			event_log_purge(CYCLE_PURGE_ROWS);
+			SPI_finish();
 			body(summary);
 		}
 		PG_CATCH();
@@ -103,7 +113,12 @@ run_cycle(CycleKind kind, void (*body) (CycleSummary *), CycleSummary *summary)
 	summary_log(summary);
 }
 
-bool
+/*
+ * Run fn(arg) in a subtransaction. On an error the subtransaction is rolled
+ * back, *message gets the error's text and false is returned; a query cancel
+ * or termination is re-thrown.
+ */
+static bool
 run_isolated(void (*fn) (void *), void *arg, char **message)
 {
 	MemoryContext caller_context = CurrentMemoryContext;

@@ -10,23 +10,18 @@
 #include "control/summary.h"
 
 /*
- * Take the cycle lock of a kind without waiting: an advisory lock (class
- * 1380798791 = 'RMIG', object 1 = guard, 2 = enqueuer) in the current
- * database, so whoever runs cycles — pg_cron, the worker, a person — never
- * runs two of a kind at once. False when another session holds it.
- */
-extern bool cycle_try_lock(CycleKind kind);
-extern void cycle_unlock(CycleKind kind);
-
-/*
- * Run one cycle: take its lock (or report "ran": false), run body, release
- * the lock whatever happens, and log the summary.
+ * Run one cycle: take its lock without waiting (or report "ran": false),
+ * trim the event log, run body, release the lock whatever happens, and log
+ * the summary. The lock is an advisory lock (class 1380798791 = 'RMIG',
+ * object 1 = guard, 2 = enqueuer) in the current database, so whoever runs
+ * cycles — pg_cron, the worker, a person — never runs two of a kind at once.
  */
 extern void run_cycle(CycleKind kind, void (*body) (CycleSummary *), CycleSummary *summary);
 
 /*
  * In the background worker, each repository's change is committed before
- * the cycle waits on the registry for the next one (SPEC §9): the cycles
+ * the cycle waits on the registry for the next one, so no row lock or
+ * snapshot is held across a network wait: the cycles
  * call cycle_commit_point() between repositories, which then ends the SPI
  * connection, commits, and starts a new transaction and SPI connection.
  * Called from SQL (the default), it does nothing: the caller's transaction
@@ -37,18 +32,12 @@ extern void cycle_commit_between_repositories(bool on);
 extern void cycle_commit_point(void);
 
 /*
- * Run fn(arg) in a subtransaction. On an error the subtransaction is rolled
- * back, *message gets the error's text and false is returned; a query cancel
- * or termination is re-thrown. Requires an SPI connection.
- */
-extern bool run_isolated(void (*fn) (void *), void *arg, char **message);
-
-/*
  * One repository of a cycle: handle(arg) in a subtransaction. On an error
  * the repository is listed under "errors", the error is logged, *error is
  * set to its message and on_error(arg) runs in a subtransaction of its own
- * (SPEC §6 step 4, §12.8), so one repository's error changes only that
- * repository. True when handle succeeded.
+ * (it aborts the repository), so one repository's error changes only that
+ * repository and the cycle goes on. A query cancel or termination ends the
+ * whole cycle. True when handle succeeded. Requires an SPI connection.
  */
 extern bool handle_repository(void (*handle) (void *), void (*on_error) (void *), void *arg,
 							  const char **error, CycleSummary *summary, const char *path);

@@ -1,7 +1,7 @@
 /*
- * guard.c — the guard cycle (SPEC §5): looks at repositories whose step has
- * lasted longer than max_step_duration, asks the registry what it is doing
- * for all of them at once, and cancels, aborts or records what it finds.
+ * guard.c — the guard cycle: looks at repositories whose step has lasted
+ * longer than max_step_duration, asks the registry what it is doing for all
+ * of them at once, and cancels, aborts or records what it finds.
  */
 #include "postgres.h"
 
@@ -9,23 +9,25 @@
 
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
-#include "fmgr.h"
-#include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-#include "store/backoff.h"
+#include "control/changes.h"
 #include "control/cycle.h"
 #include "control/guard.h"
-#include "core/decision.h"
-#include "store/event_log.h"
+#include "control/reconcile.h"
+#include "control/starts.h"
 #include "registry/registry_client.h"
+#include "store/backoff.h"
 #include "store/settings.h"
 #include "store/spi_util.h"
-#include "control/starts.h"
 #include "store/state_machine.h"
-#include "control/summary.h"
+#include "store/state_sql.h"
 
-PG_FUNCTION_INFO_V1(rm_run_guard);
+/* The guard lists a step the registry runs after all as "marked". */
+static const ReconcileLists guard_lists = {
+	.marked = SL_MARKED,
+	.list_pre_import_finish = true,
+};
 
 typedef struct StaleRepository
 {
@@ -58,19 +60,22 @@ select_stale(const MigrationSettings *s, int *count, MemoryContext cycle_memory)
 	values[0] = TimestampTzGetDatum(GetCurrentTimestamp() -
 									(int64) (s->max_step_duration_s * USECS_PER_SEC));
 	values[1] = Int32GetDatum(s->guard_batch_size);
-	spi_cached_plan(&plan,
-					"SELECT id, path, state::text, started FROM ("
-					" (SELECT id, path, state, pre_import_started_at AS started"
-					"   FROM registry_migration.repositories"
-					"  WHERE state = 'pre_importing' AND pre_import_started_at < $1"
-					"  ORDER BY pre_import_started_at, id LIMIT $2)"
-					" UNION ALL"
-					" (SELECT id, path, state, import_started_at"
-					"   FROM registry_migration.repositories"
-					"  WHERE state = 'importing' AND import_started_at < $1"
-					"  ORDER BY import_started_at, id LIMIT $2)) AS s"
-					" ORDER BY started, id LIMIT $2",
-					2, types);
+	if (plan == NULL)
+		spi_cached_plan(&plan,
+						psprintf("SELECT id, path, state::text, started FROM ("
+								 " (SELECT id, path, state, pre_import_started_at AS started"
+								 "   FROM registry_migration.repositories"
+								 "  WHERE state = %s AND pre_import_started_at < $1"
+								 "  ORDER BY pre_import_started_at, id LIMIT $2)"
+								 " UNION ALL"
+								 " (SELECT id, path, state, import_started_at"
+								 "   FROM registry_migration.repositories"
+								 "  WHERE state = %s AND import_started_at < $1"
+								 "  ORDER BY import_started_at, id LIMIT $2)) AS s"
+								 " ORDER BY started, id LIMIT $2",
+								 state_sql_literal(MS_PRE_IMPORTING),
+								 state_sql_literal(MS_IMPORTING)),
+						2, types);
 	spi_run(plan, values, NULL, true, 0, SPI_OK_SELECT);
 	*count = (int) SPI_processed;
 	/* Kept across the commit points of the cycle. */
@@ -98,9 +103,11 @@ age_seconds(TimestampTz since)
 }
 
 /*
- * The long-running threshold of a step, in seconds (SPEC §5 step 4): the
- * tag count may raise a pre-import's; it is asked for only once the step is
- * older than list_after_s, and only as far as needed to cover age_s.
+ * The long-running threshold of a step, in seconds: import_timeout for an
+ * import; for a pre-import, pre_import_timeout or, when larger, the tag
+ * count times pre_import_tags_rate (big repositories take longer). The tags
+ * are asked for only once the step is older than list_after_s, and only as
+ * far as needed to cover age_s.
  */
 static double
 step_threshold(const GuardContext *ctx, double age_s, double list_after_s)
@@ -124,97 +131,50 @@ step_threshold(const GuardContext *ctx, double age_s, double list_after_s)
 }
 
 static void
-list_after_abort(GuardContext *ctx)
+abort_step(GuardContext *ctx, const EventNote *note)
 {
-	if (ctx->repo.row.state == MS_IMPORT_SKIPPED)
-		summary_add(ctx->summary, SL_SKIPPED, ctx->repo.path, NULL);
-	else
-		summary_add(ctx->summary, SL_ABORTED, ctx->repo.path, NULL);
+	abort_listed(&ctx->repo, false, note, ctx->settings, ctx->summary);
 }
 
+/* The final import follows a finished pre-import while starts are allowed. */
 static void
-abort_step(GuardContext *ctx, bool canceled_by_registry, const EventNote *note)
+start_final_import(GuardContext *ctx)
 {
-	TransitionRequest request = {.event = EV_ABORT, .canceled_by_registry = canceled_by_registry};
-
-	repository_apply_or_error(&ctx->repo, &request, note);
-	list_after_abort(ctx);
-}
-
-static void
-apply_listed(GuardContext *ctx, const TransitionRequest *request, const EventNote *note,
-			 SummaryList list)
-{
-	repository_apply_or_error(&ctx->repo, request, note);
-	summary_add(ctx->summary, list, ctx->repo.path, NULL);
-}
-
-/* The finished pre-import is recorded; its final import follows while allowed. */
-static void
-finish_pre_import_then_start(GuardContext *ctx, const EventNote *note)
-{
-	TransitionRequest finish = {.event = EV_FINISH_PRE_IMPORT};
 	TimestampTz until;
-	StartResult started;
 
-	apply_listed(ctx, &finish, note, SL_FINISHED);
 	if (!ctx->settings->enabled || backoff_pending(&until))
 		return;
-	started = start_step(&ctx->repo, true, ctx->settings, CAUSE_GUARD, SL_FINAL_IMPORTS);
-	if (started.listed)
-		summary_add(ctx->summary, started.list, ctx->repo.path, started.reason);
+	(void) start_step(&ctx->repo, true, ctx->settings, CAUSE_GUARD, ctx->summary,
+					  SL_FINAL_IMPORTS);
 }
 
 /*
- * Act on retry_decision for the registry's status. Returns false when the
- * decision is none or unknown, which the caller treats its own way.
+ * Reconcile with the registry's status. Returns false when the decision is
+ * none, unknown or a retry, which the caller treats its own way.
  */
 static bool
-act_on_decision(GuardContext *ctx, const char *registry_status, const EventNote *note)
+act_on_status(GuardContext *ctx, const char *registry_status, const EventNote *note)
 {
-	RegistryStatus status = registry_status_parse(registry_status);
-	RetryDecision decision = decide_retry(ctx->repo.row.state, status,
-										  ctx->repo.row.retries_count,
-										  ctx->settings->max_retries);
-	TransitionRequest request = {0};
+	RetryDecision decision;
 
-	switch (decision)
+	switch (reconcile(&ctx->repo, registry_status, note, ctx->settings, ctx->summary,
+					  &guard_lists, &decision))
 	{
-		case RD_FINISH_IMPORT:
-			request.event = EV_FINISH_IMPORT;
-			apply_listed(ctx, &request, note, SL_FINISHED);
+		case RECONCILED:
 			return true;
-		case RD_FINISH_IMPORT_NATIVE:
-			request = (TransitionRequest) {.event = EV_FINISH_IMPORT, .has_reason = true,
-			.reason = SR_NATIVE_IMPORT};
-			apply_listed(ctx, &request, note, SL_FINISHED);
+		case RECONCILED_START_IMPORT:
+			start_final_import(ctx);
 			return true;
-		case RD_MARK_PRE_IMPORTING:
-		case RD_MARK_IMPORTING:
-			request.event = decision == RD_MARK_IMPORTING ? EV_MARK_IMPORTING : EV_MARK_PRE_IMPORTING;
-			apply_listed(ctx, &request, note, SL_MARKED);
-			return true;
-		case RD_START_IMPORT:
-			finish_pre_import_then_start(ctx, note);
-			return true;
-		case RD_ABORT:
-			abort_step(ctx, status == RS_PRE_IMPORT_CANCELED || status == RS_IMPORT_CANCELED, note);
-			return true;
-		case RD_SKIP:
-			request = (TransitionRequest) {.event = EV_SKIP, .has_reason = true,
-			.reason = SR_TOO_MANY_RETRIES};
-			apply_listed(ctx, &request, note, SL_SKIPPED);
-			return true;
-		case RD_NONE:
-		case RD_UNKNOWN:
-		case RD_RETRY_PRE_IMPORT:
-		case RD_RETRY_IMPORT:
+		case NOT_RECONCILED:
 			break;
 	}
 	return false;
 }
 
-/* A confirmed long-running step: cancel it on the registry (SPEC §5 step 3). */
+/*
+ * A confirmed long-running step: cancel it on the registry. A cancel that
+ * would be the repository's last retry skips it as migration_canceled.
+ */
 static void
 cancel_long_running(GuardContext *ctx)
 {
@@ -231,10 +191,10 @@ cancel_long_running(GuardContext *ctx)
 			TransitionRequest skip = {.event = EV_SKIP, .has_reason = true,
 			.reason = SR_MIGRATION_CANCELED};
 
-			apply_listed(ctx, &skip, &note, SL_SKIPPED);
+			change_listed(&ctx->repo, &skip, &note, ctx->settings, ctx->summary, SL_SKIPPED);
 		}
 		else
-			abort_step(ctx, false, &note);
+			abort_step(ctx, &note);
 		return;
 	}
 
@@ -244,7 +204,7 @@ cancel_long_running(GuardContext *ctx)
 	note.registry_status = status.registry_status;
 	note.detail = psprintf("cancel not accepted (%s)",
 						   cancel.problem ? cancel.problem : answer_class_name(cancel.answer));
-	if (status.answer == ANSWER_UNAVAILABLE || !act_on_decision(ctx, status.registry_status, &note))
+	if (status.answer == ANSWER_UNAVAILABLE || !act_on_status(ctx, status.registry_status, &note))
 		summary_add(ctx->summary, SL_LEFT_ALONE, ctx->repo.path, NULL);
 }
 
@@ -255,15 +215,6 @@ confirms_running(const StaleRepository *stale)
 
 	return (stale->state == MS_PRE_IMPORTING && status == RS_PRE_IMPORT_IN_PROGRESS) ||
 		(stale->state == MS_IMPORTING && status == RS_IMPORT_IN_PROGRESS);
-}
-
-static TimestampTz
-current_step_start(const Repository *repo)
-{
-	const OptionalTime *t = repo->row.state == MS_PRE_IMPORTING ? &repo->row.pre_import_started_at
-		: &repo->row.import_started_at;
-
-	return t->set ? t->at : 0;
 }
 
 /* One stale repository, in its own subtransaction. */
@@ -278,12 +229,9 @@ guard_one(void *arg)
 	double		age_s;
 	double		threshold_s;
 
-	if (!repository_lock_by_id(stale->id, &ctx->repo) || ctx->repo.row.state != stale->state ||
-		current_step_start(&ctx->repo) != stale->step_started)
-	{
-		summary_add(ctx->summary, SL_ERRORS, stale->path, "state changed");
+	if (!lock_unchanged(stale->id, stale->path, stale->state, &stale->step_started,
+						&ctx->repo, ctx->summary))
 		return;
-	}
 	age_s = age_seconds(stale->step_started);
 
 	if (a->answer == ANSWER_UNAVAILABLE)
@@ -294,7 +242,7 @@ guard_one(void *arg)
 		{
 			note.detail = psprintf("registry unavailable for more than twice the long-running threshold (%s)",
 								   a->problem);
-			abort_step(ctx, false, &note);
+			abort_step(ctx, &note);
 		}
 		else
 			summary_add(ctx->summary, SL_LEFT_ALONE, stale->path, NULL);
@@ -310,25 +258,22 @@ guard_one(void *arg)
 		return;
 	}
 	/* Anything else: the registry's status decides; "none"/"unknown" mean not running. */
-	if (!act_on_decision(ctx, a->registry_status, &note))
+	if (!act_on_status(ctx, a->registry_status, &note))
 	{
 		if (note.detail == NULL)
 			note.detail = "the step is not running on the registry";
-		abort_step(ctx, false, &note);
+		abort_step(ctx, &note);
 	}
 }
 
-/* SPEC §12.8: an error aborts the repository, like the enqueuer's §6 step 4. */
+/* An error aborts the repository, as in the enqueuer. */
 static void
-abort_after_error(void *arg)
+guard_abort_after_error(void *arg)
 {
 	GuardContext *ctx = arg;
-	EventNote	note = {.cause = CAUSE_GUARD, .detail = ctx->error};
 
-	if (!repository_lock_by_id(ctx->stale->id, &ctx->repo) ||
-		!event_allowed(EV_ABORT, ctx->repo.row.state))
-		return;
-	abort_step(ctx, false, &note);
+	abort_after_error(ctx->stale->id, ctx->error, CAUSE_GUARD, false, ctx->settings,
+					  ctx->summary);
 }
 
 /* The registry's status of every stale repository, asked all at once. */
@@ -356,7 +301,6 @@ guard_cycle_body(CycleSummary *summary)
 	int			count;
 
 	SPI_connect();
-	event_log_purge(1000);
 	settings = settings_load();
 	stale = select_stale(&settings, &count, cycle_memory);
 	summary->stale = count;
@@ -370,18 +314,9 @@ guard_cycle_body(CycleSummary *summary)
 			GuardContext ctx = {.settings = &settings, .summary = summary, .stale = &stale[i]};
 
 			cycle_commit_point();
-			(void) handle_repository(guard_one, abort_after_error, &ctx, &ctx.error,
+			(void) handle_repository(guard_one, guard_abort_after_error, &ctx, &ctx.error,
 									 summary, stale[i].path);
 		}
 	}
 	SPI_finish();
-}
-
-Datum
-rm_run_guard(PG_FUNCTION_ARGS)
-{
-	CycleSummary summary;
-
-	run_cycle(CYCLE_GUARD, guard_cycle_body, &summary);
-	PG_RETURN_DATUM(summary_to_jsonb(&summary));
 }

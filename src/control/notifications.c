@@ -1,21 +1,26 @@
 /*
- * notifications.c — handle_notification(path, status) (SPEC §7): what the
- * application calls when the registry reports the end of a step. It never
- * calls the registry; repeated and late notifications change nothing and
- * are recorded in the event log.
+ * notifications.c — handling the end of a step the registry reports.
+ *
+ *   state              *_complete                     *_failed, *_canceled
+ *   default            refused                        refused
+ *   import_skipped     refused                        no change
+ *   in process         finish the step it reports     abort
+ *   import_aborted     finish the step it reports     no change
+ *   import_done        no change                      no change
+ *
+ * A pre_import_complete only finishes a pre-import that is running or was
+ * aborted; elsewhere (pre_import_done, importing) it is late.
  */
 #include "postgres.h"
 
 #include "executor/spi.h"
-#include "fmgr.h"
-#include "utils/builtins.h"
+#include "utils/timestamp.h"
 
-#include "store/enum_datums.h"
-#include "sql/path_args.h"
-#include "store/state_machine.h"
+#include "control/notifications.h"
 #include "store/commit_signal.h"
-
-PG_FUNCTION_INFO_V1(rm_handle_notification);
+#include "store/event_log.h"
+#include "store/settings.h"
+#include "store/state_machine.h"
 
 typedef enum NotificationAction
 {
@@ -26,42 +31,18 @@ typedef enum NotificationAction
 	NOTIFY_ABORT
 } NotificationAction;
 
-static const char *const valid_statuses[] = {
-	"pre_import_complete", "pre_import_failed", "pre_import_canceled",
-	"import_complete", "import_failed", "import_canceled",
-};
-
-static bool
-is_valid_status(const char *status)
-{
-	for (int i = 0; i < lengthof(valid_statuses); i++)
-		if (strcmp(valid_statuses[i], status) == 0)
-			return true;
-	return false;
-}
-
-static bool
-ends_with(const char *s, const char *suffix)
-{
-	size_t		n = strlen(s);
-	size_t		m = strlen(suffix);
-
-	return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
-/* The outcome table of SPEC §7. */
 static NotificationAction
-notification_action(const char *status, MigrationState state)
+notification_action(RegistryStatus status, MigrationState state)
 {
 	if (state == MS_DEFAULT)
 		return NOTIFY_REFUSE;
-	if (strcmp(status, "pre_import_complete") == 0)
+	if (status == RS_PRE_IMPORT_COMPLETE)
 	{
 		if (state == MS_PRE_IMPORTING || state == MS_IMPORT_ABORTED)
 			return NOTIFY_FINISH_PRE_IMPORT;
 		return state == MS_IMPORT_SKIPPED ? NOTIFY_REFUSE : NOTIFY_NO_CHANGE;
 	}
-	if (strcmp(status, "import_complete") == 0)
+	if (status == RS_IMPORT_COMPLETE)
 	{
 		if (state == MS_IMPORT_DONE)
 			return NOTIFY_NO_CHANGE;
@@ -81,27 +62,22 @@ refuse(const Repository *repo, const char *status)
 			 errdetail("The registry reports the end of a step this repository is not at.")));
 }
 
-Datum
-rm_handle_notification(PG_FUNCTION_ARGS)
+/* Apply the event the notification calls for; it must be allowed. */
+static void
+apply(Repository *repo, const TransitionRequest *request, const EventNote *note)
 {
-	char	   *path;
-	char	   *status;
+	MigrationSettings settings = settings_load();
+
+	repository_apply_or_error(repo, request, note, &settings);
+}
+
+MigrationState
+notification_handle(const char *path, RegistryStatus status, const char *status_text)
+{
 	Repository	repo;
-	EventNote	note = {.cause = CAUSE_NOTIFICATION};
+	EventNote	note = {.cause = CAUSE_NOTIFICATION, .registry_status = status_text};
 	TransitionRequest request = {0};
 	MigrationState after;
-
-	require_argument(fcinfo, 0, "path");
-	require_argument(fcinfo, 1, "status");
-	path = path_argument(fcinfo, 0);
-	status = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	if (!is_valid_status(status))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid notification status \"%s\"", status),
-				 errhint("Valid statuses: pre_import_complete, pre_import_failed, pre_import_canceled, "
-						 "import_complete, import_failed, import_canceled.")));
-	note.registry_status = status;
 
 	SPI_connect();
 	if (!repository_lock_by_path(path, &repo))
@@ -111,7 +87,7 @@ rm_handle_notification(PG_FUNCTION_ARGS)
 	switch (notification_action(status, repo.row.state))
 	{
 		case NOTIFY_REFUSE:
-			refuse(&repo, status);
+			refuse(&repo, status_text);
 			break;
 		case NOTIFY_NO_CHANGE:
 			note.detail = "no change: duplicate, late or already handled";
@@ -120,20 +96,20 @@ rm_handle_notification(PG_FUNCTION_ARGS)
 			break;
 		case NOTIFY_FINISH_PRE_IMPORT:
 			request.event = EV_FINISH_PRE_IMPORT;
-			repository_apply_or_error(&repo, &request, &note);
+			apply(&repo, &request, &note);
 			break;
 		case NOTIFY_FINISH_IMPORT:
 			request.event = EV_FINISH_IMPORT;
-			repository_apply_or_error(&repo, &request, &note);
+			apply(&repo, &request, &note);
 			break;
 		case NOTIFY_ABORT:
 			request.event = EV_ABORT;
-			request.canceled_by_registry = ends_with(status, "_canceled");
-			repository_apply_or_error(&repo, &request, &note);
+			request.canceled_by_registry = registry_status_is_cancel(status);
+			apply(&repo, &request, &note);
 			break;
 	}
 	after = repo.row.state;
 	SPI_finish();
 	commit_signal_raise();
-	PG_RETURN_DATUM(migration_state_to_datum(fcinfo, after));
+	return after;
 }

@@ -1,97 +1,90 @@
 /*
- * starts.c — the table of SPEC §3.4: what each answer to a start changes.
+ * starts.c — what each answer to a start changes:
+ *
+ *   accepted (202)            the step starts (listed under started_list)
+ *   already imported (200)    finished as native_import
+ *   not found (404)           finished as not_found
+ *   already running (425/409) marked as running, no retry spent
+ *   too many imports (429)    nothing yet; the (start_max_retries + 1)-th
+ *                             in a row aborts; a Retry-After is recorded
+ *   no usable answer          nothing, no retry spent
+ *   anything else             the start is recorded, then aborted
  */
 #include "postgres.h"
 
-#include "store/backoff.h"
+#include "control/changes.h"
 #include "control/starts.h"
+#include "store/backoff.h"
 
-static EventNote
-note_for(EventCause cause, const RegistryAnswer *a)
+typedef struct Start
 {
-	EventNote	note = {.cause = cause, .http_status = (int) a->http_status,
-	.detail = a->problem};
-
-	return note;
-}
+	Repository *repo;
+	MigrationEvent event;		/* start_pre_import or start_import */
+	const MigrationSettings *settings;
+	CycleSummary *summary;
+} Start;
 
 /* Start event, then abort: the step that was being started is recorded. */
 static void
-start_then_abort(Repository *repo, MigrationEvent start, const EventNote *note, StartResult *r)
+start_then_abort(const Start *st, const EventNote *note)
 {
-	TransitionRequest start_request = {.event = start};
-	TransitionRequest abort_request = {.event = EV_ABORT};
+	TransitionRequest start_request = {.event = st->event};
 
-	repository_apply_or_error(repo, &start_request, note);
-	repository_apply_or_error(repo, &abort_request, note);
-	r->listed = true;
-	if (repo->row.state == MS_IMPORT_SKIPPED)
-	{
-		r->list = SL_SKIPPED;
-		r->reason = skip_reason_name(repo->row.skipped_reason);
-	}
-	else
-		r->list = SL_ABORTED;
+	repository_apply_or_error(st->repo, &start_request, note, st->settings);
+	abort_listed(st->repo, false, note, st->settings, st->summary);
 }
 
 static void
-finish_as(Repository *repo, SkipReason reason, const EventNote *note, StartResult *r)
+finish_as(const Start *st, SkipReason reason, const EventNote *note)
 {
 	TransitionRequest request = {.event = EV_FINISH_IMPORT, .has_reason = true,
 	.reason = reason};
 
-	repository_apply_or_error(repo, &request, note);
-	r->listed = true;
-	r->list = SL_FINISHED;
-	r->reason = skip_reason_name(reason);
+	change_listed(st->repo, &request, note, st->settings, st->summary, SL_FINISHED);
 }
 
 static void
-apply_simple(Repository *repo, MigrationEvent event, const EventNote *note,
-			 SummaryList list, StartResult *r)
+apply_simple(const Start *st, MigrationEvent event, const EventNote *note, SummaryList list)
 {
 	TransitionRequest request = {.event = event};
 
-	repository_apply_or_error(repo, &request, note);
-	r->listed = true;
-	r->list = list;
+	change_listed(st->repo, &request, note, st->settings, st->summary, list);
 }
 
 /* 429: back-pressure; the (start_max_retries + 1)-th in a row aborts. */
 static void
-too_many_imports(Repository *repo, MigrationEvent start, const RegistryAnswer *a,
-				 const MigrationSettings *settings, const EventNote *note, StartResult *r)
+too_many_imports(const Start *st, const RegistryAnswer *a, const EventNote *note)
 {
+	Repository *repo = st->repo;
+
 	/* Saturates: a count written directly at the top of its type stays there. */
 	int32		count = repo->consecutive_429s < PG_INT32_MAX ? repo->consecutive_429s + 1
 		: PG_INT32_MAX;
 
 	if (a->has_retry_after)
+		(void) backoff_record(a->retry_after_s);
+	if (count > st->settings->start_max_retries)
 	{
-		r->has_retry_after = true;
-		r->retry_after_until = backoff_record(a->retry_after_s);
-	}
-	if (count > settings->start_max_retries)
-	{
-		EventNote limit_note = *note;
+		EventNote	limit_note = *note;
 
 		limit_note.detail = psprintf("%d consecutive answers \"too many imports\"", count);
 		repository_set_consecutive_429s(repo, 0);
-		start_then_abort(repo, start, &limit_note, r);
+		start_then_abort(st, &limit_note);
 		return;
 	}
 	repository_set_consecutive_429s(repo, count);
 }
 
-StartResult
+HandleOutcome
 start_step(Repository *repo, bool final, const MigrationSettings *settings,
-		   EventCause cause, SummaryList started_list)
+		   EventCause cause, CycleSummary *summary, SummaryList started_list)
 {
-	RegistryCall call = final ? CALL_START_IMPORT : CALL_START_PRE_IMPORT;
-	MigrationEvent start = final ? EV_START_IMPORT : EV_START_PRE_IMPORT;
-	RegistryAnswer a = registry_call(call, repo->path);
-	EventNote	note = note_for(cause, &a);
-	StartResult r = {.answer = a.answer, .problem = a.problem};
+	Start		st = {.repo = repo, .event = final ? EV_START_IMPORT : EV_START_PRE_IMPORT,
+	.settings = settings, .summary = summary};
+	RegistryAnswer a = registry_call(final ? CALL_START_IMPORT : CALL_START_PRE_IMPORT,
+									 repo->path);
+	EventNote	note = {.cause = cause, .http_status = (int) a.http_status,
+	.detail = a.problem};
 
 	/* Any real answer but a 429 ends a run of 429s. */
 	if (a.answer != ANSWER_TOO_MANY_IMPORTS && a.answer != ANSWER_UNAVAILABLE)
@@ -100,28 +93,28 @@ start_step(Repository *repo, bool final, const MigrationSettings *settings,
 	switch (a.answer)
 	{
 		case ANSWER_ACCEPTED:
-			apply_simple(repo, start, &note, started_list, &r);
+			apply_simple(&st, st.event, &note, started_list);
 			break;
 		case ANSWER_ALREADY_IMPORTED:
-			finish_as(repo, SR_NATIVE_IMPORT, &note, &r);
+			finish_as(&st, SR_NATIVE_IMPORT, &note);
 			break;
 		case ANSWER_NOT_FOUND:
-			finish_as(repo, SR_NOT_FOUND, &note, &r);
+			finish_as(&st, SR_NOT_FOUND, &note);
 			break;
 		case ANSWER_ALREADY_RUNNING:
 			/* The registry is already doing it: recorded, no retry spent. */
-			apply_simple(repo, a.http_status == 425 ? EV_MARK_PRE_IMPORTING : EV_MARK_IMPORTING,
-						 &note, started_list, &r);
+			apply_simple(&st, a.http_status == 425 ? EV_MARK_PRE_IMPORTING : EV_MARK_IMPORTING,
+						 &note, started_list);
 			break;
 		case ANSWER_TOO_MANY_IMPORTS:
-			too_many_imports(repo, start, &a, settings, &note, &r);
-			break;
+			too_many_imports(&st, &a, &note);
+			return HANDLED_TOO_MANY_IMPORTS;
 		case ANSWER_UNAVAILABLE:
-			break;				/* nothing changes, no retry spent */
+			return HANDLED_UNAVAILABLE; /* nothing changes, no retry spent */
 		case ANSWER_OK:
 		case ANSWER_REFUSED:
-			start_then_abort(repo, start, &note, &r);
+			start_then_abort(&st, &note);
 			break;
 	}
-	return r;
+	return HANDLED;
 }

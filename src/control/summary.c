@@ -23,7 +23,27 @@ static const char *const list_keys[SL_COUNT] = {
 	[SL_ERRORS] = "errors",
 };
 
-/* Which lists each kind of cycle reports (SPEC §2.6, §12.6). */
+static const char *const stop_names[STOP_COUNT] = {
+	[STOP_NOTHING_TO_DO] = "nothing_to_do",
+	[STOP_DISABLED] = "disabled",
+	[STOP_RETRY_AFTER] = "retry_after",
+	[STOP_AT_CAPACITY] = "at_capacity",
+	[STOP_WAITING_TIME] = "waiting_time",
+	[STOP_TOO_MANY_IMPORTS] = "too_many_imports",
+	[STOP_REGISTRY_UNAVAILABLE] = "registry_unavailable",
+	[STOP_ANOTHER_CYCLE_RUNNING] = "another_cycle_running",
+};
+
+const char *
+stop_reason_name(StopReason reason)
+{
+	return (unsigned) reason < STOP_COUNT ? stop_names[reason] : "?";
+}
+
+/*
+ * Which lists each kind of cycle reports: the guard never retries or starts
+ * new work, the enqueuer never cancels, marks or leaves a step alone.
+ */
 static bool
 list_reported(CycleKind kind, SummaryList list)
 {
@@ -84,7 +104,7 @@ summary_to_jsonb(const CycleSummary *summary)
 	if (summary->kind == CYCLE_ENQUEUER)
 	{
 		appendStringInfoString(&json, ",\"stopped\":");
-		escape_json(&json, summary->stopped ? summary->stopped : "nothing_to_do");
+		escape_json(&json, stop_reason_name(summary->stopped));
 		if (summary->has_retry_after)
 		{
 			appendStringInfoString(&json, ",\"retry_after_until\":");
@@ -108,7 +128,7 @@ summary_log(const CycleSummary *summary)
 	initStringInfo(&line);
 	if (summary->kind == CYCLE_ENQUEUER)
 		appendStringInfo(&line, "enqueuer cycle stopped: %s",
-						 summary->stopped ? summary->stopped : "nothing_to_do");
+						 stop_reason_name(summary->stopped));
 	else
 		appendStringInfo(&line, "guard cycle: %d stale", summary->stale);
 	if (!summary->ran)

@@ -1,6 +1,6 @@
 /*
- * summary.h — the jsonb a cycle returns (SPEC §2.6, §12.6, §12.7) and its
- * one-line summary in the server log.
+ * summary.h — the jsonb a cycle returns (what it did, repository by
+ * repository, in named lists) and its one-line summary in the server log.
  */
 #ifndef RM_SUMMARY_H
 #define RM_SUMMARY_H
@@ -32,11 +32,28 @@ typedef enum CycleKind
 	CYCLE_ENQUEUER
 } CycleKind;
 
+/* Why an enqueue cycle ended: the "stopped" member of its summary. */
+typedef enum StopReason
+{
+	STOP_NOTHING_TO_DO,			/* also the value before the cycle decides */
+	STOP_DISABLED,
+	STOP_RETRY_AFTER,
+	STOP_AT_CAPACITY,
+	STOP_WAITING_TIME,
+	STOP_TOO_MANY_IMPORTS,
+	STOP_REGISTRY_UNAVAILABLE,
+	STOP_ANOTHER_CYCLE_RUNNING
+} StopReason;
+
+#define STOP_COUNT (STOP_ANOTHER_CYCLE_RUNNING + 1)
+
+extern const char *stop_reason_name(StopReason reason);
+
 typedef struct CycleSummary
 {
 	CycleKind	kind;
 	bool		ran;
-	const char *stopped;		/* enqueuer: why the cycle ended */
+	StopReason	stopped;		/* enqueuer: why the cycle ended */
 	int			stale;			/* guard: repositories handled */
 	bool		has_retry_after;
 	TimestampTz retry_after_until;

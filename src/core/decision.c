@@ -1,28 +1,26 @@
 /*
- * decision.c — the retry decision table of SPEC §4.
+ * decision.c — the retry decision table and the registry's statuses.
  *
- * The rows are evaluated in the order of the specification; each branch
- * below names the row it implements. Canceled steps are retried exactly
- * like failed ones: only the retry limit ends the retries.
+ * The rows are evaluated in a fixed order, the first that matches wins;
+ * each branch below names its row (rows 1 to 14, as test_decision.c
+ * transcribes them). Canceled steps are retried exactly like failed ones:
+ * only the retry limit ends the retries.
  */
 #include "core/decision.h"
 
 #include <string.h>
 
-static const struct
-{
-	const char *name;
-	RegistryStatus status;
-}			known_statuses[] = {
-	{"native", RS_NATIVE},
-	{"pre_import_in_progress", RS_PRE_IMPORT_IN_PROGRESS},
-	{"pre_import_complete", RS_PRE_IMPORT_COMPLETE},
-	{"pre_import_failed", RS_PRE_IMPORT_FAILED},
-	{"pre_import_canceled", RS_PRE_IMPORT_CANCELED},
-	{"import_in_progress", RS_IMPORT_IN_PROGRESS},
-	{"import_complete", RS_IMPORT_COMPLETE},
-	{"import_failed", RS_IMPORT_FAILED},
-	{"import_canceled", RS_IMPORT_CANCELED},
+/* The statuses the registry reports, by value; RS_UNKNOWN has no name. */
+static const char *const status_names[RS_COUNT] = {
+	[RS_NATIVE] = "native",
+	[RS_PRE_IMPORT_IN_PROGRESS] = "pre_import_in_progress",
+	[RS_PRE_IMPORT_COMPLETE] = "pre_import_complete",
+	[RS_PRE_IMPORT_FAILED] = "pre_import_failed",
+	[RS_PRE_IMPORT_CANCELED] = "pre_import_canceled",
+	[RS_IMPORT_IN_PROGRESS] = "import_in_progress",
+	[RS_IMPORT_COMPLETE] = "import_complete",
+	[RS_IMPORT_FAILED] = "import_failed",
+	[RS_IMPORT_CANCELED] = "import_canceled",
 };
 
 static const char *const decision_names[RD_COUNT] = {
@@ -42,12 +40,12 @@ static const char *const decision_names[RD_COUNT] = {
 RegistryStatus
 registry_status_parse_n(const char *status, size_t len)
 {
-	for (size_t i = 0; i < sizeof(known_statuses) / sizeof(known_statuses[0]); i++)
+	for (int i = 0; i < RS_COUNT; i++)
 	{
-		const char *name = known_statuses[i].name;
+		const char *name = status_names[i];
 
-		if (strlen(name) == len && memcmp(name, status, len) == 0)
-			return known_statuses[i].status;
+		if (name != NULL && strlen(name) == len && memcmp(name, status, len) == 0)
+			return (RegistryStatus) i;
 	}
 	return RS_UNKNOWN;
 }
@@ -56,6 +54,35 @@ RegistryStatus
 registry_status_parse(const char *status)
 {
 	return status ? registry_status_parse_n(status, strlen(status)) : RS_UNKNOWN;
+}
+
+const char *
+registry_status_name(RegistryStatus status)
+{
+	return (unsigned) status < RS_COUNT && status_names[status] ? status_names[status] : "?";
+}
+
+bool
+registry_status_ends_step(RegistryStatus status)
+{
+	switch (status)
+	{
+		case RS_PRE_IMPORT_COMPLETE:
+		case RS_PRE_IMPORT_FAILED:
+		case RS_PRE_IMPORT_CANCELED:
+		case RS_IMPORT_COMPLETE:
+		case RS_IMPORT_FAILED:
+		case RS_IMPORT_CANCELED:
+			return true;
+		default:
+			return false;
+	}
+}
+
+bool
+registry_status_is_cancel(RegistryStatus status)
+{
+	return status == RS_PRE_IMPORT_CANCELED || status == RS_IMPORT_CANCELED;
 }
 
 const char *

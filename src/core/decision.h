@@ -1,6 +1,6 @@
 /*
- * decision.h — the retry decision of SPEC §4: what to do when the registry
- * reports a status for a repository we hold in some state.
+ * decision.h — the retry decision: what to do when the registry reports a
+ * status for a repository we hold in some state.
  *
  * Pure C (no server headers): compiled into the extension and, a second
  * time, into the sanitized unit-test binary under test/unit.
@@ -14,7 +14,10 @@
 
 #include "core/states.h"
 
-/* What the registry says about an import (SPEC §8); RS_UNKNOWN for anything else. */
+/*
+ * What the registry's import API says about a repository; RS_UNKNOWN for
+ * any other string, which the decision treats as "cannot tell".
+ */
 typedef enum RegistryStatus
 {
 	RS_UNKNOWN,
@@ -28,6 +31,8 @@ typedef enum RegistryStatus
 	RS_IMPORT_FAILED,
 	RS_IMPORT_CANCELED
 } RegistryStatus;
+
+#define RS_COUNT (RS_IMPORT_CANCELED + 1)
 
 typedef enum RetryDecision
 {
@@ -51,6 +56,18 @@ extern RegistryStatus registry_status_parse(const char *status);
 
 /* The same for status[0..len), which need not be NUL-terminated. */
 extern RegistryStatus registry_status_parse_n(const char *status, size_t len);
+
+/* The registry's spelling of a status; "?" for RS_UNKNOWN. */
+extern const char *registry_status_name(RegistryStatus status);
+
+/*
+ * The statuses that end a step (complete, failed, canceled): the only ones
+ * the registry sends as notifications.
+ */
+extern bool registry_status_ends_step(RegistryStatus status);
+
+/* pre_import_canceled and import_canceled: the registry stopped the step. */
+extern bool registry_status_is_cancel(RegistryStatus status);
 
 extern const char *retry_decision_name(RetryDecision decision);
 

@@ -1,6 +1,6 @@
 /*
  * path.h — validation of repository paths against the Docker distribution
- * repository grammar (SPEC §2.2), with a message that says what is wrong.
+ * repository grammar (at most 255 bytes), with a message that says what is wrong.
  *
  * Pure C (no server headers), unit-tested under sanitizers.
  */

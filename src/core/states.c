@@ -1,5 +1,5 @@
 /*
- * states.c — names of the migration states and skip reasons.
+ * states.c — names of the migration states, skip reasons and event causes.
  */
 #include "core/states.h"
 
@@ -26,6 +26,19 @@ static const char *const reason_names[SR_COUNT] = {
 	[SR_MIGRATION_FORCED_CANCELED] = "migration_forced_canceled",
 	[SR_MIGRATION_CANCELED_BY_REGISTRY] = "migration_canceled_by_registry",
 };
+
+static const char *const cause_names[CAUSE_COUNT] = {
+	[CAUSE_GUARD] = "guard",
+	[CAUSE_ENQUEUER] = "enqueuer",
+	[CAUSE_NOTIFICATION] = "notification",
+	[CAUSE_ADMIN] = "admin",
+};
+
+const char *
+event_cause_name(EventCause cause)
+{
+	return (unsigned) cause < CAUSE_COUNT ? cause_names[cause] : "?";
+}
 
 const char *
 migration_state_name(MigrationState state)

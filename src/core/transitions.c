@@ -1,6 +1,6 @@
 /*
- * transitions.c — which event is allowed from which state (SPEC §3.2) and
- * the effects of entering a state (SPEC §3.3).
+ * transitions.c — which event is allowed from which state (the table
+ * below) and the effects of entering a state (transition_apply).
  */
 #include "core/transitions.h"
 

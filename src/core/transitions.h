@@ -1,5 +1,5 @@
 /*
- * transitions.h — the state machine of SPEC §3.2 and §3.3 as a pure
+ * transitions.h — the state machine of a repository as a pure
  * function on a repository row: which event is allowed from which state,
  * and what entering the new state changes.
  *
@@ -27,8 +27,9 @@ typedef enum MigrationEvent
 	EV_SKIP,
 	EV_RESET,
 	/*
-	 * A retry of an aborted repository failed before it started (SPEC §6
-	 * step 4): it stays aborted with one more retry and a new aborted_at.
+	 * A retry of an aborted repository failed before it started (an error
+	 * while handling it): it stays aborted with one more retry and a new
+	 * aborted_at.
 	 */
 	EV_RETRY_FAILED
 } MigrationEvent;
@@ -65,7 +66,7 @@ typedef struct TransitionRequest
 	/* EV_SKIP: the reason; EV_FINISH_IMPORT: "finish import as R" when set */
 	bool		has_reason;
 	SkipReason	reason;
-	/* EV_ABORT: the registry canceled the step itself (SPEC §7) */
+	/* EV_ABORT: the registry canceled the step itself (its notification or status said so) */
 	bool		canceled_by_registry;
 } TransitionRequest;
 

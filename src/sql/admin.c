@@ -1,8 +1,7 @@
 /*
- * admin.c — the operator functions of SPEC §2.5 and §12.9: skip() and
- * reset(), which need no registry, and cancel() and retry(), which do. All
- * go through the state machine with cause "admin" and return the
- * repository's state afterwards.
+ * admin.c — the operator functions: skip() and reset(), which need no
+ * registry, and cancel() and retry(), which do. All go through the state
+ * machine with cause "admin" and return the repository's state afterwards.
  */
 #include "postgres.h"
 
@@ -10,12 +9,12 @@
 #include "fmgr.h"
 #include "utils/builtins.h"
 
-#include "store/backoff.h"
-#include "control/enqueuer.h"
+#include "control/retry.h"
 #include "registry/registry_client.h"
+#include "sql/arguments.h"
+#include "sql/enum_datums.h"
+#include "store/backoff.h"
 #include "store/settings.h"
-#include "store/enum_datums.h"
-#include "sql/path_args.h"
 #include "store/state_machine.h"
 
 PG_FUNCTION_INFO_V1(rm_skip);
@@ -34,6 +33,15 @@ lock_named_repository(const char *path, Repository *repo)
 				 errdetail("No row of registry_migration.repositories has this path.")));
 }
 
+/* Apply an event to the locked repository; 55000 when refused. */
+static void
+admin_apply(Repository *repo, const TransitionRequest *request, const EventNote *note)
+{
+	MigrationSettings settings = settings_load();
+
+	repository_apply_or_error(repo, request, note, &settings);
+}
+
 /* Apply an admin event to the repository at path; 55000 when refused. */
 static Datum
 admin_event(FunctionCallInfo fcinfo, const char *path, const TransitionRequest *request)
@@ -44,8 +52,7 @@ admin_event(FunctionCallInfo fcinfo, const char *path, const TransitionRequest *
 
 	SPI_connect();
 	lock_named_repository(path, &repo);
-	if (!repository_apply(&repo, request, &note).allowed)
-		repository_refused_error(&repo, request->event);
+	admin_apply(&repo, request, &note);
 	after = repo.row.state;
 	SPI_finish();
 	return migration_state_to_datum(fcinfo, after);
@@ -77,7 +84,8 @@ rm_reset(PG_FUNCTION_ARGS)
 	path = path_argument(fcinfo, 0);
 	SPI_connect();
 	lock_named_repository(path, &repo);
-	repository_apply_or_error(&repo, &request, &note);
+	admin_apply(&repo, &request, &note);
+	/* A reset repository starts afresh: no 429s counted against it. */
 	repository_set_consecutive_429s(&repo, 0);
 	SPI_finish();
 	return migration_state_to_datum(fcinfo, MS_DEFAULT);
@@ -128,13 +136,16 @@ rm_cancel(PG_FUNCTION_ARGS)
 						   a.problem ? a.problem : answer_class_name(a.answer))));
 	note.http_status = (int) a.http_status;
 	note.detail = force ? "forced cancel by an operator" : "canceled by an operator";
-	repository_apply_or_error(&repo, &request, &note);
+	admin_apply(&repo, &request, &note);
 	after = repo.row.state;
 	SPI_finish();
 	return migration_state_to_datum(fcinfo, after);
 }
 
-/* retry() obeys the master switch and a pending Retry-After (SPEC §12.9). */
+/*
+ * retry() obeys the master switch and a pending Retry-After, as the
+ * enqueuer does, and retries only an aborted repository.
+ */
 static void
 check_retry_allowed(const MigrationSettings *s, const Repository *repo)
 {

@@ -1,6 +1,7 @@
 /*
- * sql_lookups.c — registry look-ups for operators (SPEC §2.5, §12.10):
- * registry_import_status(path) and registry_tags_count(path).
+ * lookups.c — registry look-ups for operators, which change nothing:
+ * registry_import_status(path), registry_tags_count(path),
+ * registry_import_statuses(paths) and registry_request(call, path).
  */
 #include "postgres.h"
 
@@ -11,7 +12,7 @@
 #include "utils/builtins.h"
 
 #include "registry/registry_client.h"
-#include "sql/path_args.h"
+#include "sql/arguments.h"
 
 PG_FUNCTION_INFO_V1(rm_registry_import_status);
 PG_FUNCTION_INFO_V1(rm_registry_tags_count);

@@ -13,7 +13,7 @@
 #include "fmgr.h"
 #include "utils/rel.h"
 
-#include "sql/path_args.h"
+#include "sql/arguments.h"
 
 PG_FUNCTION_INFO_V1(rm_repositories_check_path);
 

@@ -1,5 +1,6 @@
 /*
- * sql_decision.c — SQL entry point of retry_decision() (SPEC §4).
+ * retry_decision.c — SQL entry point of retry_decision(), which shows the
+ * decision table of core/decision.c to operators and tests.
  */
 #include "postgres.h"
 
@@ -7,7 +8,8 @@
 #include "utils/builtins.h"
 
 #include "core/decision.h"
-#include "store/enum_datums.h"
+#include "sql/arguments.h"
+#include "sql/enum_datums.h"
 
 PG_FUNCTION_INFO_V1(rm_retry_decision);
 

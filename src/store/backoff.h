@@ -1,6 +1,8 @@
 /*
- * backoff.h — the registry-wide Retry-After of SPEC §6 step 6, kept in
- * registry_migration.registry_state so it survives a restart.
+ * backoff.h — the registry-wide Retry-After: when the registry answers a
+ * start with "too many imports" and a Retry-After, no cycle starts anything
+ * before that time. Kept in registry_migration.registry_state so it
+ * survives a restart.
  */
 #ifndef RM_BACKOFF_H
 #define RM_BACKOFF_H

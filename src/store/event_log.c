@@ -10,15 +10,6 @@
 #include "store/event_log.h"
 #include "store/settings.h"
 #include "store/spi_util.h"
-#include "store/enum_datums.h"
-
-/* Labels of the events.cause CHECK constraint. */
-static const char *const cause_names[] = {
-	[CAUSE_GUARD] = "guard",
-	[CAUSE_ENQUEUER] = "enqueuer",
-	[CAUSE_NOTIFICATION] = "notification",
-	[CAUSE_ADMIN] = "admin",
-};
 
 static Datum
 text_or_null(const char *s, char *null_flag)
@@ -50,7 +41,7 @@ event_log_write(int64 repository_id, const char *path,
 	values[1] = CStringGetTextDatum(path);
 	values[2] = CStringGetTextDatum(migration_state_name(old_state));
 	values[3] = CStringGetTextDatum(migration_state_name(new_state));
-	values[4] = CStringGetTextDatum(cause_names[note->cause]);
+	values[4] = CStringGetTextDatum(event_cause_name(note->cause));
 	values[5] = CStringGetTextDatum(event);
 	values[6] = text_or_null(note->registry_status, &nulls[6]);
 	values[7] = Int32GetDatum(note->http_status);
@@ -82,25 +73,4 @@ event_log_purge(int max_rows)
 					1, types);
 	spi_run(plan, values, NULL, false, 0, SPI_OK_DELETE);
 	return (int64) SPI_processed;
-}
-
-PG_FUNCTION_INFO_V1(rm_purge_events);
-
-Datum
-rm_purge_events(PG_FUNCTION_ARGS)
-{
-	int32		max_rows;
-	int64		removed;
-
-	require_argument(fcinfo, 0, "max_rows");
-	max_rows = PG_GETARG_INT32(0);
-	if (max_rows < 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("argument \"max_rows\" must be at least 1"),
-				 errdetail("The value given is %d.", max_rows)));
-	SPI_connect();
-	removed = event_log_purge(max_rows);
-	SPI_finish();
-	PG_RETURN_INT64(removed);
 }

@@ -1,5 +1,7 @@
 /*
- * event_log.h — the event log of SPEC §10 (table registry_migration.events).
+ * event_log.h — the event log (table registry_migration.events): one row per
+ * state change, and per notification that changed nothing, kept for
+ * settings.event_retention.
  */
 #ifndef RM_EVENT_LOG_H
 #define RM_EVENT_LOG_H
@@ -9,14 +11,6 @@
 #include "utils/timestamp.h"
 
 #include "core/states.h"
-
-typedef enum EventCause
-{
-	CAUSE_GUARD,
-	CAUSE_ENQUEUER,
-	CAUSE_NOTIFICATION,
-	CAUSE_ADMIN
-} EventCause;
 
 /* What the log records about a change besides the states. */
 typedef struct EventNote

@@ -1,6 +1,7 @@
 /*
  * settings.h — the row of registry_migration.settings, read once at the
- * start of every cycle (SPEC §2.3).
+ * start of every cycle (and once per call of an admin function or
+ * notification) and passed down, so one cycle acts on one set of values.
  */
 #ifndef RM_SETTINGS_H
 #define RM_SETTINGS_H

@@ -87,12 +87,18 @@ repository_from_tuple(Repository *repo)
 	repo->consecutive_429s = DatumGetInt32(SPI_getbinval(tuple, desc, COL_CONSECUTIVE_429S, &isnull));
 }
 
+/* Lock the row whose key_column equals key; false when there is none. */
 static bool
-lock_with(SPIPlanPtr plan, Datum key, Repository *repo)
+lock_by(SPIPlanPtr *plan, const char *key_column, Oid key_type, Datum key, Repository *repo)
 {
 	Datum		values[1] = {key};
 
-	spi_run(plan, values, NULL, false, 1, SPI_OK_SELECT);
+	if (*plan == NULL)
+		spi_cached_plan(plan,
+						psprintf("SELECT " REPOSITORY_COLUMNS " FROM registry_migration.repositories"
+								 " WHERE %s = $1 FOR UPDATE", key_column),
+						1, &key_type);
+	spi_run(*plan, values, NULL, false, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return false;
 	repository_from_tuple(repo);
@@ -103,26 +109,16 @@ bool
 repository_lock_by_path(const char *path, Repository *repo)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[1] = {TEXTOID};
 
-	spi_cached_plan(&plan,
-					"SELECT " REPOSITORY_COLUMNS " FROM registry_migration.repositories"
-					" WHERE path = $1 FOR UPDATE",
-					1, types);
-	return lock_with(plan, CStringGetTextDatum(path), repo);
+	return lock_by(&plan, "path", TEXTOID, CStringGetTextDatum(path), repo);
 }
 
 bool
 repository_lock_by_id(int64 id, Repository *repo)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[1] = {INT8OID};
 
-	spi_cached_plan(&plan,
-					"SELECT " REPOSITORY_COLUMNS " FROM registry_migration.repositories"
-					" WHERE id = $1 FOR UPDATE",
-					1, types);
-	return lock_with(plan, Int64GetDatum(id), repo);
+	return lock_by(&plan, "id", INT8OID, Int64GetDatum(id), repo);
 }
 
 static void
@@ -165,12 +161,14 @@ store_row(const Repository *repo)
 }
 
 TransitionOutcome
-repository_apply(Repository *repo, const TransitionRequest *request, const EventNote *note)
+repository_apply(Repository *repo, const TransitionRequest *request, const EventNote *note,
+				 const MigrationSettings *settings)
 {
-	TimestampTz now = GetCurrentTimestamp();	/* clock_timestamp(), SPEC §1 */
+	/* The time of the change itself (clock_timestamp()), not of the transaction. */
+	TimestampTz now = GetCurrentTimestamp();
 	TransitionOutcome outcome;
 
-	outcome = transition_apply(&repo->row, request, settings_load().max_retries, now);
+	outcome = transition_apply(&repo->row, request, settings->max_retries, now);
 	if (!outcome.allowed)
 		return outcome;
 
@@ -191,9 +189,9 @@ repository_apply(Repository *repo, const TransitionRequest *request, const Event
 
 TransitionOutcome
 repository_apply_or_error(Repository *repo, const TransitionRequest *request,
-						  const EventNote *note)
+						  const EventNote *note, const MigrationSettings *settings)
 {
-	TransitionOutcome outcome = repository_apply(repo, request, note);
+	TransitionOutcome outcome = repository_apply(repo, request, note, settings);
 
 	if (!outcome.allowed)
 		repository_refused_error(repo, request->event);

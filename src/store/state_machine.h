@@ -10,15 +10,16 @@
 
 #include "postgres.h"
 
-#include "store/event_log.h"
 #include "core/transitions.h"
+#include "store/event_log.h"
+#include "store/settings.h"
 
 typedef struct Repository
 {
 	int64		id;
 	char	   *path;
 	RepositoryRow row;
-	int32		consecutive_429s;	/* SPEC §6 step 6 */
+	int32		consecutive_429s;	/* answers "too many imports" to starts in a row */
 } Repository;
 
 /* Lock the repository's row (FOR UPDATE); false when there is no such row. */
@@ -27,15 +28,19 @@ extern bool repository_lock_by_id(int64 id, Repository *repo);
 
 /*
  * Apply the event to the locked repository. When the event is not allowed
- * from its state, nothing changes and outcome.allowed is false.
+ * from its state, nothing changes and outcome.allowed is false. settings
+ * are those the caller read once (a cycle, at its start): an abort at the
+ * retry limit becomes a skip by their max_retries.
  */
 extern TransitionOutcome repository_apply(Repository *repo, const TransitionRequest *request,
-										  const EventNote *note);
+										  const EventNote *note,
+										  const MigrationSettings *settings);
 
 /* Apply an event that must be allowed; an error otherwise. */
 extern TransitionOutcome repository_apply_or_error(Repository *repo,
 												   const TransitionRequest *request,
-												   const EventNote *note);
+												   const EventNote *note,
+												   const MigrationSettings *settings);
 
 /* Store the count of consecutive 429 answers to starts. */
 extern void repository_set_consecutive_429s(Repository *repo, int32 count);

@@ -1,9 +1,9 @@
 /*
- * test_decision.c — the retry decision of SPEC §4, checked against an
- * expectation written from the specification text, not from decision.c.
+ * test_decision.c — the retry decision, checked against an expectation
+ * written independently of decision.c (the rules as words, row by row).
  *
- * Every state is combined with every status the registry may report
- * (SPEC §8), with strings that must not be taken for one of them, and with
+ * Every state is combined with every status the registry's import API may
+ * report, with strings that must not be taken for one of them, and with
  * retry counts below, at and above the limit (max_retries = 0 included).
  */
 #include "unit.h"
@@ -31,7 +31,7 @@ static const struct
 
 #define NSTATES (sizeof(states) / sizeof(states[0]))
 
-/* The statuses the registry may report (SPEC §8), with their parsed value. */
+/* The statuses the registry's import API may report, with their parsed value. */
 static const struct
 {
 	const char *text;
@@ -73,7 +73,7 @@ static const char *const unlisted_statuses[] = {
 
 #define NUNLISTED (sizeof(unlisted_statuses) / sizeof(unlisted_statuses[0]))
 
-/* The eleven answers of SPEC §4, with the enum value each must come from. */
+/* The eleven possible decisions, with the enum value each must come from. */
 static const struct
 {
 	RetryDecision decision;
@@ -138,7 +138,7 @@ is_failed_or_canceled(const char *status)
 }
 
 /*
- * The decision table of SPEC §4, transcribed row by row: the first row
+ * The decision table, transcribed row by row (rows 1 to 14): the first row
  * that matches wins. Works on names only, so it shares nothing with the
  * code under test. NULL means no row matched, which the table rules out.
  */

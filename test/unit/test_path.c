@@ -1,5 +1,5 @@
 /*
- * test_path.c — repository path validation (SPEC §2.2): the Docker
+ * test_path.c — repository path validation: the Docker
  * distribution grammar, at most 255 bytes, no case folding, and a message
  * that says what is wrong.
  *
@@ -75,7 +75,7 @@ separator_char(char c)
 }
 
 /*
- * SPEC §2.2 grammar restated: a component starts and ends with [a-z0-9],
+ * The grammar restated: a component starts and ends with [a-z0-9],
  * holds only [a-z0-9._-], and every maximal run of separator characters
  * is ".", "_", "__" or dashes only. Written differently from path.c on
  * purpose, so that the two can be compared on every short string.

@@ -1,11 +1,11 @@
 /*
- * test_transitions.c — the state machine of SPEC §3.2 (which event from
- * which state) and §3.3 (what entering a state changes), plus the names of
- * states and skip reasons (SPEC §2.1).
+ * test_transitions.c — the state machine (which event is allowed from which
+ * state, and what entering a state changes), plus the names of states and
+ * skip reasons.
  *
- * The expectations are written from the specification: the allowed states
- * of each event are the words of the §3.2 table, and expect_apply() states
- * the §3.3 rules one by one. Hand-written scenarios with literal values
+ * The expectations are written independently of transitions.c: the allowed
+ * states of each event are listed as words, and expect_apply() states the
+ * effects of entering a state one rule at a time. Hand-written scenarios with literal values
  * follow, so that the rules are also seen at work on concrete rows.
  */
 #include "unit.h"
@@ -42,7 +42,7 @@ static const struct
 
 #define NSTATES (sizeof(states) / sizeof(states[0]))
 
-/* SPEC §2.1, in the order of the SQL enum. */
+/* The skip reasons, in the order of the SQL enum. */
 static const char *const reason_names[] = {
 	"not_in_plan", "too_many_retries", "too_many_tags", "root_namespace_in_deny_list",
 	"migration_canceled", "not_found", "native_import", "migration_forced_canceled",
@@ -52,8 +52,8 @@ static const char *const reason_names[] = {
 #define NREASONS (sizeof(reason_names) / sizeof(reason_names[0]))
 
 /*
- * SPEC §3.2, copied from its table as words. The admin reset (SPEC §2.5)
- * takes "a skipped or aborted repository back to default".
+ * The allowed states of each event, written as words. The admin reset
+ * takes a skipped or aborted repository back to default.
  */
 static const struct
 {
@@ -72,7 +72,7 @@ static const struct
 	{EV_SKIP, "default pre_importing pre_import_done importing import_aborted",
 	MS_IMPORT_SKIPPED},
 	{EV_RESET, "import_aborted import_skipped", MS_DEFAULT},
-	/* SPEC §6 step 4: an aborted repository whose retry failed stays aborted. */
+	/* An aborted repository whose retry failed before it started stays aborted. */
 	{EV_RETRY_FAILED, "import_aborted", MS_IMPORT_ABORTED},
 };
 
@@ -109,7 +109,7 @@ state_label(MigrationState state)
 
 typedef enum RowShape
 {
-	ROW_BARE,					/* only what SPEC §3.1 requires in the state */
+	ROW_BARE,					/* only what the state's invariant requires */
 	ROW_FULL					/* every column set: shows what is kept */
 } RowShape;
 
@@ -132,7 +132,7 @@ make_row(MigrationState state, RowShape shape, int32_t retries)
 	memset(&row, 0, sizeof(row));
 	row.state = state;
 	row.retries_count = retries;
-	/* SPEC §3.1: an aborted repository has been aborted at least once. */
+	/* An aborted repository has been aborted at least once (its invariant). */
 	if (state == MS_IMPORT_ABORTED && row.retries_count < 1)
 		row.retries_count = 1;
 	if (shape == ROW_FULL)
@@ -208,7 +208,7 @@ check_row(const RepositoryRow *got, const RepositoryRow *want, const char *ctx)
 					 "aborted_in_state: %s", ctx);
 }
 
-/* --------------------------------------------------- the §3.3 rules */
+/* ------------------------------------------ the effects of a state change */
 
 typedef struct Expected
 {
@@ -226,7 +226,7 @@ add_step(Expected *e, MigrationEvent event, MigrationState from, MigrationState 
 	e->nsteps++;
 }
 
-/* What an allowed event must do to `before`, rule by rule from SPEC §3.3 and §2.5. */
+/* What an allowed event must do to `before`, rule by rule. */
 static Expected
 expect_apply(const RepositoryRow *before, size_t ev, const TransitionRequest *req,
 			 int32_t max_retries)
@@ -327,7 +327,7 @@ check_steps(const TransitionOutcome *got, const Expected *want, const char *ctx)
 	}
 }
 
-/* One event applied to one row: allowed with the §3.3 effects, or refused untouched. */
+/* One event applied to one row: allowed with its effects, or refused untouched. */
 static void
 check_apply(size_t ev, const RepositoryRow *before, const TransitionRequest *req,
 			int32_t max_retries, const char *ctx)
@@ -609,7 +609,7 @@ check_out_of_range(void)
 
 /* --------------------------------------- event_allowed_states_text */
 
-/* "a, b, c" in the order of the SQL enum, built from the §3.2 words. */
+/* "a, b, c" in the order of the SQL enum, built from the allowed-state words. */
 static void
 expected_states_text(size_t ev, char *buf, size_t buflen)
 {
@@ -688,7 +688,7 @@ check_state_names(void)
 	{
 		MigrationState back = (MigrationState) -1;
 
-		/* The enum order is the SQL enum order of SPEC §2.1. */
+		/* The enum order is the order of the SQL enum type. */
 		CHECK_INT_EQ(states[i].state, i, "position of %s", states[i].name);
 		CHECK_STR_EQ(migration_state_name(states[i].state), states[i].name, "state %zu", i);
 		if (CHECK(migration_state_from_name(states[i].name, &back), "lookup %s", states[i].name))
@@ -752,7 +752,7 @@ check_event_names(void)
 	CHECK_STR_EQ(migration_event_name((MigrationEvent) -1), "?", "negative event");
 }
 
-/* SPEC §1 "in process" and §3.2 "final". */
+/* "In process" (holds a slot) and "final" (only a reset leaves it). */
 static void
 check_state_classes(void)
 {

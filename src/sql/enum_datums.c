@@ -1,22 +1,34 @@
 /*
- * sql_enums.c — SQL enum values to C enums and back.
+ * enum_datums.c — SQL enum values to C enums and back.
  */
 #include "postgres.h"
 
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 
-#include "store/enum_datums.h"
+#include "sql/enum_datums.h"
 
+static char *
+enum_label(Datum value)
+{
+	return DatumGetCString(DirectFunctionCall1(enum_out, value));
+}
+
+/* A label of the SQL type the C name table lacks: the library is older than the schema. */
+static void
+unknown_label(const char *what, Datum value)
+{
+	elog(ERROR, "%s \"%s\" is unknown to the extension's library", what, enum_label(value));
+}
+
+/* The label is left to the memory context: these run once per call or per new Oid. */
 MigrationState
 migration_state_from_datum(Datum value)
 {
-	char	   *label = DatumGetCString(DirectFunctionCall1(enum_out, value));
-	MigrationState state;
+	MigrationState state = MS_DEFAULT;
 
-	if (!migration_state_from_name(label, &state))
-		elog(ERROR, "migration state \"%s\" is unknown to the extension's library", label);
-	pfree(label);
+	if (!migration_state_from_name(enum_label(value), &state))
+		unknown_label("migration state", value);
 	return state;
 }
 
@@ -47,12 +59,10 @@ migration_state_from_datum_cached(FmgrInfo *flinfo, Datum value)
 SkipReason
 skip_reason_from_datum(Datum value)
 {
-	char	   *label = DatumGetCString(DirectFunctionCall1(enum_out, value));
-	SkipReason	reason;
+	SkipReason	reason = SR_NOT_IN_PLAN;
 
-	if (!skip_reason_from_name(label, &reason))
-		elog(ERROR, "skip reason \"%s\" is unknown to the extension's library", label);
-	pfree(label);
+	if (!skip_reason_from_name(enum_label(value), &reason))
+		unknown_label("skip reason", value);
 	return reason;
 }
 
@@ -64,13 +74,4 @@ migration_state_to_datum(FunctionCallInfo fcinfo, MigrationState state)
 	return DirectFunctionCall2(enum_in,
 							   CStringGetDatum(migration_state_name(state)),
 							   ObjectIdGetDatum(type));
-}
-
-void
-require_argument(FunctionCallInfo fcinfo, int argno, const char *name)
-{
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("argument \"%s\" must not be NULL", name)));
 }

@@ -1,6 +1,6 @@
 /*
- * sql_path.c — the path check shared by the SQL functions that take a
- * repository path and by the trigger on registry_migration.repositories.
+ * arguments.c — argument checks of the SQL entry points; the path check is
+ * shared with the trigger on registry_migration.repositories.
  */
 #include "postgres.h"
 
@@ -8,7 +8,7 @@
 #include "utils/builtins.h"
 
 #include "core/path.h"
-#include "sql/path_args.h"
+#include "sql/arguments.h"
 
 /* A path is quoted in messages up to this many bytes. */
 #define PATH_SHOWN_BYTES 100
@@ -39,4 +39,13 @@ path_argument(FunctionCallInfo fcinfo, int argno)
 
 	path_require_valid(path, ERRCODE_INVALID_PARAMETER_VALUE);
 	return text_to_cstring(path);
+}
+
+void
+require_argument(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("argument \"%s\" must not be NULL", name)));
 }

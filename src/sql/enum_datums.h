@@ -1,9 +1,9 @@
 /*
- * sql_enums.h — conversions between the SQL enum types and the C enums of
+ * enum_datums.h — conversions between the SQL enum types and the C enums of
  * states.h, by label, so SQL and C agree by name rather than by position.
  */
-#ifndef RM_SQL_ENUMS_H
-#define RM_SQL_ENUMS_H
+#ifndef RM_ENUM_DATUMS_H
+#define RM_ENUM_DATUMS_H
 
 #include "postgres.h"
 
@@ -22,8 +22,5 @@ extern MigrationState migration_state_from_datum_cached(FmgrInfo *flinfo, Datum 
 
 /* A migration_state value of the SQL type the function returns. */
 extern Datum migration_state_to_datum(FunctionCallInfo fcinfo, MigrationState state);
-
-/* Raise 22004 naming the argument when it is NULL. */
-extern void require_argument(FunctionCallInfo fcinfo, int argno, const char *name);
 
 #endif

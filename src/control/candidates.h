@@ -1,0 +1,47 @@
+/*
+ * candidates.h — how the enqueuer finds its work: the next repository of a
+ * kind, oldest first, never one it handled earlier in the same cycle; how
+ * many repositories hold a slot; whether a step finished too recently.
+ * All functions need an SPI connection.
+ */
+#ifndef RM_CANDIDATES_H
+#define RM_CANDIDATES_H
+
+#include "postgres.h"
+
+#include "store/settings.h"
+
+/* What one round of the enqueuer is about. */
+typedef enum Candidate
+{
+	CANDIDATE_FINAL_IMPORT,		/* pre_import_done, by pre_import_done_at */
+	CANDIDATE_ABORTED,			/* import_aborted, by aborted_at */
+	CANDIDATE_NEW				/* default, by created_at, within the plan */
+} Candidate;
+
+/* Repositories handled in this cycle: each at most once per cycle. */
+typedef struct Handled
+{
+	MemoryContext memory;		/* kept across the cycle's commit points */
+	int64	   *ids;
+	int			count;
+	int			size;
+} Handled;
+
+extern void handled_remember(Handled *handled, int64 id);
+
+/*
+ * The next candidate of a kind not handled yet; false when there is none.
+ * Aborted and new repositories whose root namespace is denied are passed
+ * over. *path is allocated in the current memory context.
+ */
+extern bool candidate_next(Candidate kind, const MigrationSettings *settings,
+						   const Handled *handled, int64 *id, char **path);
+
+/* Repositories in process: each holds one slot of the capacity. */
+extern int64 count_in_process(void);
+
+/* True when a step finished less than enqueue_waiting_time ago. */
+extern bool waiting_after_finish(const MigrationSettings *settings);
+
+#endif
