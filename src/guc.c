@@ -163,6 +163,12 @@ valid_worker_role(const char *name)
 	return true;
 }
 
+bool
+rm_worker_role_named(void)
+{
+	return rm_worker_role != NULL && rm_worker_role[0] != '\0';
+}
+
 /*
  * A value refused while the library is preloaded only gives a WARNING and
  * leaves the default, which is the bootstrap superuser: remember it, so that
