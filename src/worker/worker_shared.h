@@ -2,8 +2,9 @@
  * worker_shared.h — what the background worker shares with the backends:
  * its latch (so a backend can wake it when a slot frees up) and its status
  * slots (read by the worker_status view). Exists only with the library
- * preloaded; every function here does nothing, or reports "no worker",
- * otherwise.
+ * preloaded: worker_shared_copy, worker_shared_set_error and worker_wake
+ * may be called from any backend and then report "no worker" or do
+ * nothing; the other functions are the worker's own.
  */
 #ifndef RM_WORKER_SHARED_H
 #define RM_WORKER_SHARED_H
