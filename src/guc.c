@@ -163,6 +163,12 @@ valid_worker_role(const char *name)
 	return true;
 }
 
+bool
+rm_worker_role_named(void)
+{
+	return rm_worker_role != NULL && rm_worker_role[0] != '\0';
+}
+
 /*
  * A value refused while the library is preloaded only gives a WARNING and
  * leaves the default, which is the bootstrap superuser: remember it, so that
@@ -176,6 +182,47 @@ check_worker_role(char **newval, void **extra, GucSource source)
 	if (process_shared_preload_libraries_in_progress)
 		rm_worker_role_refused = !valid;
 	return valid;
+}
+
+/* An integer setting: no check hook, its range says what is valid. */
+typedef struct IntSetting
+{
+	const char *name;
+	const char *description;
+	int		   *variable;
+	int			boot;
+	int			min;
+	int			max;
+	GucContext	context;
+	int			flags;
+} IntSetting;
+
+static const IntSetting registry_int_settings[] = {
+	{"registry_migration.jwt_token_lifetime", "Lifetime of a registry token (exp - iat).",
+	&rm_jwt_token_lifetime_s, 300, 60, 86400, PGC_SIGHUP, GUC_UNIT_S},
+	{"registry_migration.connect_timeout", "Connect timeout of one registry request.",
+	&rm_connect_timeout_ms, 2000, 1, 600000, PGC_USERSET, GUC_UNIT_MS},
+	{"registry_migration.request_timeout", "Total timeout of one registry request.",
+	&rm_request_timeout_ms, 10000, 1, 3600000, PGC_USERSET, GUC_UNIT_MS},
+	{"registry_migration.max_concurrent_requests", "Registry requests one cycle may have in flight.",
+	&rm_max_concurrent_requests, 16, 1, 1000, PGC_USERSET, 0},
+};
+
+static const IntSetting worker_int_settings[] = {
+	{"registry_migration.guard_interval", "Period of the background worker's guard cycle.",
+	&rm_guard_interval_ms, 60000, 10, 86400000, PGC_SIGHUP, GUC_UNIT_MS},
+	{"registry_migration.enqueue_interval", "Period of the background worker's enqueue cycle.",
+	&rm_enqueue_interval_ms, 10000, 10, 86400000, PGC_SIGHUP, GUC_UNIT_MS},
+};
+
+static void
+define_int_settings(const IntSetting *settings, int count)
+{
+	for (int i = 0; i < count; i++)
+		DefineCustomIntVariable(settings[i].name, settings[i].description, NULL,
+								settings[i].variable, settings[i].boot,
+								settings[i].min, settings[i].max,
+								settings[i].context, settings[i].flags, NULL, NULL, NULL);
 }
 
 static void
@@ -201,22 +248,7 @@ define_registry_settings(void)
 							   "Audience (aud claim) of the registry tokens.",
 							   NULL, &rm_jwt_audience, "container_registry",
 							   PGC_SIGHUP, 0, check_not_empty, NULL, NULL);
-	DefineCustomIntVariable("registry_migration.jwt_token_lifetime",
-							"Lifetime of a registry token (exp - iat).",
-							NULL, &rm_jwt_token_lifetime_s, 300, 60, 86400,
-							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
-	DefineCustomIntVariable("registry_migration.connect_timeout",
-							"Connect timeout of one registry request.",
-							NULL, &rm_connect_timeout_ms, 2000, 1, 600000,
-							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
-	DefineCustomIntVariable("registry_migration.request_timeout",
-							"Total timeout of one registry request.",
-							NULL, &rm_request_timeout_ms, 10000, 1, 3600000,
-							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
-	DefineCustomIntVariable("registry_migration.max_concurrent_requests",
-							"Registry requests one cycle may have in flight.",
-							NULL, &rm_max_concurrent_requests, 16, 1, 1000,
-							PGC_USERSET, 0, NULL, NULL, NULL);
+	define_int_settings(registry_int_settings, lengthof(registry_int_settings));
 }
 
 static void
@@ -243,14 +275,7 @@ define_worker_settings(void)
 							 "Whether the background worker runs cycles.",
 							 NULL, &rm_worker_enabled, true,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
-	DefineCustomIntVariable("registry_migration.guard_interval",
-							"Period of the background worker's guard cycle.",
-							NULL, &rm_guard_interval_ms, 60000, 10, 86400000,
-							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
-	DefineCustomIntVariable("registry_migration.enqueue_interval",
-							"Period of the background worker's enqueue cycle.",
-							NULL, &rm_enqueue_interval_ms, 10000, 10, 86400000,
-							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	define_int_settings(worker_int_settings, lengthof(worker_int_settings));
 	DefineCustomEnumVariable("registry_migration.log_level",
 							 "Level of the one-line cycle summaries in the server log.",
 							 NULL, &rm_log_level, LOG, log_level_options,

@@ -21,6 +21,9 @@ extern int	rm_guard_interval_ms;
 extern int	rm_enqueue_interval_ms;
 extern int	rm_log_level;
 
+/* Whether registry_migration.worker_role names a role (empty: the bootstrap superuser). */
+extern bool rm_worker_role_named(void);
+
 extern void guc_init(void);
 
 #endif

@@ -1,20 +1,18 @@
 /*
- * registry_json.c — a strict, iterative JSON reader for registry answers.
+ * registry_json.c — reads one member of a registry answer's top-level
+ * object, after checking the whole body against the JSON grammar.
  *
- * One pass over the body checks it against the RFC 8259 grammar and
- * watches one member of the top-level object. Nesting is followed with an
- * explicit stack of JSON_MAX_DEPTH entries, not by recursion, so no body
- * can exhaust the stack; memory use is fixed, whatever the body's size.
- *
- * Stricter than the RFC where a registry has no reason to differ and a
- * difference would only serve to confuse another reader: a NUL byte, or
- * \u0000, anywhere makes the body unusable, and so do unpaired surrogate
- * escapes. Invalid UTF-8 (overlong forms, encoded surrogates, code points
- * above U+10FFFF) is refused as the RFC requires.
+ * One pass over the body checks its structure and watches one member of the
+ * top-level object; the tokens inside are read by json_scan.c. Nesting is
+ * followed with an explicit stack of JSON_MAX_DEPTH entries, not by
+ * recursion, so no body can exhaust the stack; memory use is fixed, whatever
+ * the body's size.
  */
 #include "core/registry_json.h"
 
 #include <string.h>
+
+#include "core/json_scan.h"
 
 typedef enum JsonKind
 {
@@ -34,287 +32,15 @@ typedef struct JsonMember
 	int64_t		elements;		/* of an array */
 } JsonMember;
 
-/* A bounded copy of a string's decoded value. */
-typedef struct StringSink
-{
-	char	   *buf;			/* NULL: only validate */
-	size_t		cap;			/* bytes buf may hold, without the NUL */
-	size_t		len;
-	bool		fits;
-} StringSink;
-
 typedef struct Reader
 {
-	const unsigned char *p;
-	const unsigned char *end;
+	JsonCursor	in;
 	int			depth;
 	unsigned char containers[JSON_MAX_DEPTH];	/* '{' or '[' of each open container */
 	const char *member;			/* name of the watched top-level member */
 	bool		in_member;		/* reading the watched member's value */
 	JsonMember *found;
 } Reader;
-
-static void
-skip_whitespace(Reader *r)
-{
-	while (r->p < r->end &&
-		   (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r'))
-		r->p++;
-}
-
-static void
-sink_append(StringSink *sink, const unsigned char *bytes, size_t n)
-{
-	if (sink == NULL || sink->buf == NULL || !sink->fits)
-		return;
-	if (sink->len + n > sink->cap)
-	{
-		sink->fits = false;
-		return;
-	}
-	memcpy(sink->buf + sink->len, bytes, n);
-	sink->len += n;
-	sink->buf[sink->len] = '\0';
-}
-
-static int
-hex_value(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Four hex digits after "\u"; -1 when they are not there. */
-static long
-read_hex4(Reader *r)
-{
-	long		value = 0;
-
-	if (r->end - r->p < 4)
-		return -1;
-	for (int i = 0; i < 4; i++)
-	{
-		int			digit = hex_value(r->p[i]);
-
-		if (digit < 0)
-			return -1;
-		value = value * 16 + digit;
-	}
-	r->p += 4;
-	return value;
-}
-
-static size_t
-encode_utf8(unsigned long cp, unsigned char out[4])
-{
-	if (cp < 0x80)
-	{
-		out[0] = (unsigned char) cp;
-		return 1;
-	}
-	if (cp < 0x800)
-	{
-		out[0] = (unsigned char) (0xC0 | (cp >> 6));
-		out[1] = (unsigned char) (0x80 | (cp & 0x3F));
-		return 2;
-	}
-	if (cp < 0x10000)
-	{
-		out[0] = (unsigned char) (0xE0 | (cp >> 12));
-		out[1] = (unsigned char) (0x80 | ((cp >> 6) & 0x3F));
-		out[2] = (unsigned char) (0x80 | (cp & 0x3F));
-		return 3;
-	}
-	out[0] = (unsigned char) (0xF0 | (cp >> 18));
-	out[1] = (unsigned char) (0x80 | ((cp >> 12) & 0x3F));
-	out[2] = (unsigned char) (0x80 | ((cp >> 6) & 0x3F));
-	out[3] = (unsigned char) (0x80 | (cp & 0x3F));
-	return 4;
-}
-
-/*
- * The code point of a \u escape (r->p just after the "u"), pairing a high
- * surrogate with the low one that must follow it. -1 when invalid, when
- * a surrogate is unpaired, or for U+0000.
- */
-static long
-read_unicode_escape(Reader *r)
-{
-	long		cp = read_hex4(r);
-	long		low;
-
-	if (cp <= 0 || (cp >= 0xDC00 && cp <= 0xDFFF))
-		return -1;
-	if (cp < 0xD800 || cp > 0xDBFF)
-		return cp;
-	if (r->end - r->p < 2 || r->p[0] != '\\' || r->p[1] != 'u')
-		return -1;
-	r->p += 2;
-	low = read_hex4(r);
-	if (low < 0xDC00 || low > 0xDFFF)
-		return -1;
-	return 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
-}
-
-/* One escape sequence (r->p on the backslash); false when invalid. */
-static bool
-read_escape(Reader *r, StringSink *sink)
-{
-	static const char from[] = "\"\\/bfnrt";
-	static const char to[] = "\"\\/\b\f\n\r\t";
-	unsigned char utf8[4];
-	const char *simple;
-	long		cp;
-
-	if (r->end - r->p < 2)
-		return false;
-	r->p++;
-	if (*r->p != 'u')
-	{
-		simple = memchr(from, *r->p, sizeof(from) - 1);
-		if (simple == NULL)
-			return false;
-		utf8[0] = (unsigned char) to[simple - from];
-		sink_append(sink, utf8, 1);
-		r->p++;
-		return true;
-	}
-	r->p++;
-	cp = read_unicode_escape(r);
-	if (cp < 0)
-		return false;
-	sink_append(sink, utf8, encode_utf8((unsigned long) cp, utf8));
-	return true;
-}
-
-/*
- * Length of the well-formed UTF-8 sequence at s (RFC 3629, table 3-7 of
- * the Unicode standard), or 0 when it is not one.
- */
-static size_t
-utf8_sequence_length(const unsigned char *s, size_t avail)
-{
-	unsigned char c = s[0];
-	unsigned char lo = 0x80;
-	unsigned char hi = 0xBF;
-	size_t		n;
-
-	if (c >= 0xC2 && c <= 0xDF)
-		n = 2;
-	else if (c >= 0xE0 && c <= 0xEF)
-		n = 3;
-	else if (c >= 0xF0 && c <= 0xF4)
-		n = 4;
-	else
-		return 0;				/* 0x80..0xC1 (continuation or overlong), 0xF5.. */
-	/* The second byte's range rules out overlong forms, surrogates, > U+10FFFF. */
-	if (c == 0xE0)
-		lo = 0xA0;
-	else if (c == 0xED)
-		hi = 0x9F;
-	else if (c == 0xF0)
-		lo = 0x90;
-	else if (c == 0xF4)
-		hi = 0x8F;
-	if (avail < n || s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i < n; i++)
-		if (s[i] < 0x80 || s[i] > 0xBF)
-			return 0;
-	return n;
-}
-
-/* A string (r->p on its opening quote), decoded into sink if any. */
-static bool
-read_string(Reader *r, StringSink *sink)
-{
-	r->p++;
-	while (r->p < r->end)
-	{
-		unsigned char c = *r->p;
-		size_t		n;
-
-		if (c == '"')
-		{
-			r->p++;
-			return true;
-		}
-		if (c == '\\')
-		{
-			if (!read_escape(r, sink))
-				return false;
-			continue;
-		}
-		if (c < 0x20)
-			return false;		/* control characters and NUL must be escaped */
-		n = c < 0x80 ? 1 : utf8_sequence_length(r->p, (size_t) (r->end - r->p));
-		if (n == 0)
-			return false;
-		sink_append(sink, r->p, n);
-		r->p += n;
-	}
-	return false;				/* unterminated */
-}
-
-static bool
-is_digit(const Reader *r)
-{
-	return r->p < r->end && *r->p >= '0' && *r->p <= '9';
-}
-
-static void
-skip_digits(Reader *r)
-{
-	while (is_digit(r))
-		r->p++;
-}
-
-/* -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?; its value is never needed. */
-static bool
-read_number(Reader *r)
-{
-	if (r->p < r->end && *r->p == '-')
-		r->p++;
-	if (!is_digit(r))
-		return false;
-	if (*r->p == '0')
-		r->p++;
-	else
-		skip_digits(r);
-	if (r->p < r->end && *r->p == '.')
-	{
-		r->p++;
-		if (!is_digit(r))
-			return false;
-		skip_digits(r);
-	}
-	if (r->p < r->end && (*r->p == 'e' || *r->p == 'E'))
-	{
-		r->p++;
-		if (r->p < r->end && (*r->p == '+' || *r->p == '-'))
-			r->p++;
-		if (!is_digit(r))
-			return false;
-		skip_digits(r);
-	}
-	return true;
-}
-
-static bool
-read_literal(Reader *r, const char *word)
-{
-	size_t		n = strlen(word);
-
-	if ((size_t) (r->end - r->p) < n || memcmp(r->p, word, n) != 0)
-		return false;
-	r->p += n;
-	return true;
-}
 
 /* Whether the value starting now is the watched member's own value. */
 static bool
@@ -331,14 +57,14 @@ read_scalar(Reader *r)
 	StringSink	sink = {0};
 	bool		watched = at_member_value(r);
 
-	if (*r->p == '"')
+	if (*r->in.p == '"')
 	{
 		if (watched)
 		{
 			sink = (StringSink) {.buf = found->string, .cap = REGISTRY_STATUS_MAX, .fits = true};
 			found->string[0] = '\0';
 		}
-		if (!read_string(r, &sink))
+		if (!json_read_string(&r->in, &sink))
 			return false;
 		if (watched)
 		{
@@ -347,19 +73,19 @@ read_scalar(Reader *r)
 		}
 		return true;
 	}
-	if (*r->p == 'n')
+	if (*r->in.p == 'n')
 	{
 		if (watched)
 			found->kind = JSON_NULL;
-		return read_literal(r, "null");
+		return json_read_literal(&r->in, "null");
 	}
 	if (watched)
 		found->kind = JSON_OTHER;
-	if (*r->p == 't')
-		return read_literal(r, "true");
-	if (*r->p == 'f')
-		return read_literal(r, "false");
-	return read_number(r);
+	if (*r->in.p == 't')
+		return json_read_literal(&r->in, "true");
+	if (*r->in.p == 'f')
+		return json_read_literal(&r->in, "false");
+	return json_read_number(&r->in);
 }
 
 /* A member name and its colon; at the top level it says whether to watch the value. */
@@ -370,8 +96,8 @@ read_member_name(Reader *r)
 	StringSink	sink = {.buf = name, .cap = REGISTRY_STATUS_MAX, .fits = true};
 
 	name[0] = '\0';
-	skip_whitespace(r);
-	if (r->p >= r->end || *r->p != '"' || !read_string(r, r->depth == 1 ? &sink : NULL))
+	json_skip_whitespace(&r->in);
+	if (r->in.p >= r->in.end || *r->in.p != '"' || !json_read_string(&r->in, r->depth == 1 ? &sink : NULL))
 		return false;
 	if (r->depth == 1)
 	{
@@ -380,10 +106,10 @@ read_member_name(Reader *r)
 		if (r->in_member)
 			memset(r->found, 0, sizeof(*r->found));
 	}
-	skip_whitespace(r);
-	if (r->p >= r->end || *r->p != ':')
+	json_skip_whitespace(&r->in);
+	if (r->in.p >= r->in.end || *r->in.p != ':')
 		return false;
-	r->p++;
+	r->in.p++;
 	return true;
 }
 
@@ -398,14 +124,14 @@ note_element(Reader *r)
 static bool
 open_container(Reader *r)
 {
-	unsigned char c = *r->p;
+	unsigned char c = *r->in.p;
 
 	if (r->depth >= JSON_MAX_DEPTH)
 		return false;
 	if (at_member_value(r))
 		r->found->kind = c == '[' ? JSON_ARRAY : JSON_OTHER;
 	r->containers[r->depth++] = c;
-	r->p++;
+	r->in.p++;
 	return true;
 }
 
@@ -419,11 +145,11 @@ closing_of_innermost(const Reader *r)
 static bool
 begin_entries(Reader *r, bool *closed)
 {
-	skip_whitespace(r);
-	*closed = r->p < r->end && *r->p == closing_of_innermost(r);
+	json_skip_whitespace(&r->in);
+	*closed = r->in.p < r->in.end && *r->in.p == closing_of_innermost(r);
 	if (*closed)
 	{
-		r->p++;
+		r->in.p++;
 		r->depth--;
 		return true;
 	}
@@ -438,18 +164,18 @@ static bool
 after_entry(Reader *r, bool *closed)
 {
 	*closed = false;
-	if (r->p >= r->end)
+	if (r->in.p >= r->in.end)
 		return false;
-	if (*r->p == closing_of_innermost(r))
+	if (*r->in.p == closing_of_innermost(r))
 	{
-		r->p++;
+		r->in.p++;
 		r->depth--;
 		*closed = true;
 		return true;
 	}
-	if (*r->p != ',')
+	if (*r->in.p != ',')
 		return false;
-	r->p++;
+	r->in.p++;
 	if (r->containers[r->depth - 1] == '{')
 		return read_member_name(r);
 	note_element(r);
@@ -462,26 +188,26 @@ read_document(Reader *r)
 {
 	bool		want_value = true;
 
-	skip_whitespace(r);
-	if (r->p >= r->end || *r->p != '{')
+	json_skip_whitespace(&r->in);
+	if (r->in.p >= r->in.end || *r->in.p != '{')
 		return false;
 	for (;;)
 	{
 		bool		closed;
 
-		skip_whitespace(r);
+		json_skip_whitespace(&r->in);
 		if (!want_value)
 		{
 			if (r->depth == 0)
-				return r->p == r->end;
+				return r->in.p == r->in.end;
 			if (!after_entry(r, &closed))
 				return false;
 			want_value = !closed;
 			continue;
 		}
-		if (r->p >= r->end)
+		if (r->in.p >= r->in.end)
 			return false;
-		if (*r->p == '{' || *r->p == '[')
+		if (*r->in.p == '{' || *r->in.p == '[')
 		{
 			if (!open_container(r) || !begin_entries(r, &closed))
 				return false;
@@ -502,8 +228,8 @@ read_member(const char *body, size_t len, const char *member, JsonMember *found)
 	memset(found, 0, sizeof(*found));
 	if (body == NULL)
 		return false;
-	r.p = (const unsigned char *) body;
-	r.end = r.p + len;
+	r.in.p = (const unsigned char *) body;
+	r.in.end = r.in.p + len;
 	r.member = member;
 	r.found = found;
 	return read_document(&r);

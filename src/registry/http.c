@@ -1,8 +1,8 @@
 /*
  * http.c — libcurl transfers inside a backend.
  *
- * libcurl callbacks never call into the server (no palloc, no ereport):
- * they write into malloc'd buffers of a Running slot. When a transfer ends
+ * libcurl's callbacks (http_receive.c) write into malloc'd buffers of a
+ * Running slot, never into the server's memory. When a transfer ends
  * its answer goes to the caller's handler straight from that buffer, which
  * is freed right after, so memory holds the bodies in flight, not every
  * answer. PG_FINALLY releases every handle and buffer when an error (a
@@ -20,107 +20,15 @@
 #include "storage/pmsignal.h"
 #include "utils/timestamp.h"
 
+#include "core/url_origin.h"
 #include "guc.h"
 #include "registry/http.h"
-#include "core/url_origin.h"
+#include "registry/http_receive.h"
 
-#define MAX_HEADER_VALUE 1024
 /* How long one wait may last before interrupts are checked again. */
 #define POLL_INTERVAL_MS 100
 
-/* Transfer state owned by libcurl callbacks: malloc only. */
-typedef struct Running
-{
-	CURL	   *easy;
-	struct curl_slist *headers;
-	size_t		max_body;
-	char	   *body;
-	size_t		body_len;
-	size_t		body_cap;
-	bool		too_large;
-	char	   *retry_after;
-	char	   *link;
-	int			redirects;		/* followed so far */
-	TimestampTz deadline;		/* request_timeout, over every hop */
-	char		error[CURL_ERROR_SIZE];
-} Running;
-
 static CURLM *multi = NULL;
-
-static size_t
-write_body(char *data, size_t size, size_t nmemb, void *arg)
-{
-	Running    *r = arg;
-	size_t		n = size * nmemb;
-
-	if (r->body_len + n > r->max_body)
-	{
-		r->too_large = true;
-		return 0;				/* stops the transfer */
-	}
-	if (r->body_len + n + 1 > r->body_cap)
-	{
-		/* Doubling, but never past the cap: a body costs at most max_body + 1. */
-		size_t		cap = Min(Max(r->body_cap * 2, r->body_len + n + 1), r->max_body + 1);
-		char	   *grown = realloc(r->body, cap);
-
-		if (grown == NULL)
-			return 0;
-		r->body = grown;
-		r->body_cap = cap;
-	}
-	memcpy(r->body + r->body_len, data, n);
-	r->body_len += n;
-	r->body[r->body_len] = '\0';
-	return n;
-}
-
-/* A copy of the header's value when line is "name: value", else NULL. */
-static char *
-header_value(const char *line, size_t len, const char *name)
-{
-	size_t		namelen = strlen(name);
-	size_t		start = namelen + 1;
-	size_t		end = len;
-
-	if (len <= namelen || pg_strncasecmp(line, name, namelen) != 0 || line[namelen] != ':')
-		return NULL;
-	while (start < end && (line[start] == ' ' || line[start] == '\t'))
-		start++;
-	while (end > start && (line[end - 1] == '\r' || line[end - 1] == '\n' || line[end - 1] == ' '))
-		end--;
-	if (end - start > MAX_HEADER_VALUE)
-		end = start + MAX_HEADER_VALUE;
-	return strndup(line + start, end - start);
-}
-
-static void
-replace_value(char **slot, char *value)
-{
-	if (value == NULL)
-		return;
-	free(*slot);
-	*slot = value;
-}
-
-static size_t
-read_header(char *line, size_t size, size_t nmemb, void *arg)
-{
-	Running    *r = arg;
-	size_t		n = size * nmemb;
-
-	/* A new status line starts a new answer (after a redirect or a 1xx). */
-	if (n >= 5 && strncmp(line, "HTTP/", 5) == 0)
-	{
-		free(r->retry_after);
-		free(r->link);
-		r->retry_after = r->link = NULL;
-		return n;
-	}
-	replace_value(&r->retry_after, header_value(line, n, "Retry-After"));
-	replace_value(&r->link, header_value(line, n, "Link"));
-	return n;
-}
 
 /* Milliseconds left of the request's timeout; at least 1, which ends it at once. */
 static long
@@ -178,70 +86,10 @@ new_easy(HttpTransfer *t, Running *r)
 	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(easy, CURLOPT_UNRESTRICTED_AUTH, 0L);
 	curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) r->max_body);
-	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_body);
-	curl_easy_setopt(easy, CURLOPT_WRITEDATA, r);
-	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, read_header);
-	curl_easy_setopt(easy, CURLOPT_HEADERDATA, r);
-	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, r->error);
+	http_receive_into(easy, r);
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, r);
 	set_target(t, r, t->url);
 	return easy;
-}
-
-static long
-status_code(CURL *easy)
-{
-	long		code = 0;
-
-	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
-	return code;
-}
-
-/* Where a timed-out transfer was, from what it had received. */
-static const char *
-timeout_phase(CURL *easy)
-{
-	curl_off_t	connected = 0;
-
-	curl_easy_getinfo(easy, CURLINFO_CONNECT_TIME_T, &connected);
-	if (connected == 0)
-		return "while connecting";
-	return status_code(easy) == 0 ? "while waiting for the answer" : "while reading the answer";
-}
-
-static char *
-describe_failure(CURL *easy, CURLcode rc, const Running *r)
-{
-	const char *detail = r->error[0] ? r->error : curl_easy_strerror(rc);
-
-	switch (rc)
-	{
-		case CURLE_OPERATION_TIMEDOUT:
-			return psprintf("timeout %s (%s)", timeout_phase(easy), detail);
-		case CURLE_COULDNT_RESOLVE_HOST:
-		case CURLE_COULDNT_RESOLVE_PROXY:
-			return psprintf("DNS failure (%s)", detail);
-		case CURLE_COULDNT_CONNECT:
-			return psprintf("connection failed (%s)", detail);
-		case CURLE_SSL_CONNECT_ERROR:
-		case CURLE_PEER_FAILED_VERIFICATION:
-		case CURLE_SSL_CERTPROBLEM:
-		case CURLE_SSL_CIPHER:
-		case CURLE_SSL_CACERT_BADFILE:
-			return psprintf("TLS failure (%s)", detail);
-		case CURLE_UNSUPPORTED_PROTOCOL:
-			/* An HTTP/0.9 reply: the URLs themselves are always http or https. */
-			return psprintf("not an HTTP answer (%s)", detail);
-		case CURLE_GOT_NOTHING:
-			return psprintf("connection closed without an answer (%s)", detail);
-		case CURLE_WEIRD_SERVER_REPLY:
-			return psprintf("not an HTTP answer (%s)", detail);
-		case CURLE_PARTIAL_FILE:
-		case CURLE_RECV_ERROR:
-			return psprintf("truncated answer (%s)", detail);
-		default:
-			return psprintf("%s (%s)", curl_easy_strerror(rc), detail);
-	}
 }
 
 /*
@@ -251,7 +99,7 @@ describe_failure(CURL *easy, CURLcode rc, const Running *r)
 static void
 finish(HttpTransfer *t, Running *r, CURLcode rc, const char *failure)
 {
-	long		code = status_code(r->easy);
+	long		code = http_status_code(r->easy);
 
 	t->http_status = code;
 	/* A body over the cap is still an answer, with an unusable body. */
@@ -264,20 +112,7 @@ finish(HttpTransfer *t, Running *r, CURLcode rc, const char *failure)
 	if (t->answered)
 		t->failure = NULL;
 	else
-		t->failure = failure ? pstrdup(failure) : describe_failure(r->easy, rc, r);
-}
-
-/* Forget what one hop received, before the next. */
-static void
-forget_answer(Running *r)
-{
-	free(r->body);
-	free(r->retry_after);
-	free(r->link);
-	r->body = r->retry_after = r->link = NULL;
-	r->body_len = r->body_cap = 0;
-	r->too_large = false;
-	r->error[0] = '\0';
+		t->failure = failure ? pstrdup(failure) : http_describe_failure(r->easy, rc, r);
 }
 
 static void
@@ -289,7 +124,7 @@ release(Running *r)
 		curl_easy_cleanup(r->easy);
 	}
 	curl_slist_free_all(r->headers);
-	forget_answer(r);
+	http_forget_answer(r);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -301,7 +136,7 @@ release(Running *r)
 static char *
 redirect_target(const HttpTransfer *t, Running *r, CURLcode rc, const char **failure)
 {
-	long		code = status_code(r->easy);
+	long		code = http_status_code(r->easy);
 	char	   *location = NULL;
 
 	*failure = NULL;
@@ -324,7 +159,7 @@ static void
 follow(HttpTransfer *t, Running *r, const char *target)
 {
 	curl_multi_remove_handle(multi, r->easy);
-	forget_answer(r);
+	http_forget_answer(r);
 	r->redirects++;
 	set_target(t, r, target);
 	if (curl_multi_add_handle(multi, r->easy) != CURLM_OK)

@@ -186,11 +186,15 @@ interpret(RegistryCall call, const HttpTransfer *t)
 	return a;
 }
 
-/* The handler of http_run: answers[index] is what transfer index meant. */
+/*
+ * The handler of http_run: answers[index] is what transfer index meant;
+ * links[index], when links is set, its Link header (for the next page).
+ */
 typedef struct Interpretation
 {
 	RegistryCall call;
 	RegistryAnswer *answers;
+	char	  **links;
 } Interpretation;
 
 static void
@@ -199,6 +203,8 @@ interpret_answer(HttpTransfer *t, int index, void *arg)
 	Interpretation *how = arg;
 
 	how->answers[index] = interpret(how->call, t);
+	if (how->links != NULL)
+		how->links[index] = t->link;
 }
 
 RegistryAnswer
@@ -266,22 +272,6 @@ next_page_url(const char *link, RegistryAnswer *a, char **next)
 	return ours;
 }
 
-/* One page of a tag list: its answer and its Link header. */
-typedef struct TagPage
-{
-	RegistryAnswer answer;
-	char	   *link;
-} TagPage;
-
-static void
-read_tag_page(HttpTransfer *t, int index, void *arg)
-{
-	TagPage    *page = arg;
-
-	page->answer = interpret(CALL_TAGS, t);
-	page->link = t->link;
-}
-
 /*
  * Count the pages' tags from url on, in page_cxt (reset between pages, so
  * a page's leftovers go when the next one starts); the answer's strings
@@ -292,7 +282,9 @@ count_pages(char *url, const char *token, int64 enough, MemoryContext page_cxt)
 {
 	MemoryContext caller = MemoryContextSwitchTo(page_cxt);
 	int64		counted = 0;
-	TagPage		page = {0};
+	RegistryAnswer page = {0};
+	char	   *link = NULL;
+	Interpretation how = {.call = CALL_TAGS, .answers = &page, .links = &link};
 
 	for (int n = 0; url != NULL && n < MAX_TAG_PAGES; n++)
 	{
@@ -301,14 +293,15 @@ count_pages(char *url, const char *token, int64 enough, MemoryContext page_cxt)
 
 		MemoryContextReset(page_cxt);
 		memset(&page, 0, sizeof(page));
+		link = NULL;
 		prepare(&t, CALL_TAGS, url, token);
-		http_run(&t, 1, 1, read_tag_page, &page);
+		http_run(&t, 1, 1, interpret_answer, &how);
 		pfree(url);
 		url = NULL;
-		if (page.answer.answer != ANSWER_OK)
+		if (page.answer != ANSWER_OK)
 			break;
-		counted += page.answer.tags;
-		if ((enough > 0 && counted >= enough) || !next_page_url(page.link, &page.answer, &next))
+		counted += page.tags;
+		if ((enough > 0 && counted >= enough) || !next_page_url(link, &page, &next))
 			break;
 		/* The next URL must outlive the reset of page_cxt. */
 		url = next ? MemoryContextStrdup(caller, next) : NULL;
@@ -316,9 +309,9 @@ count_pages(char *url, const char *token, int64 enough, MemoryContext page_cxt)
 	MemoryContextSwitchTo(caller);
 	if (url != NULL)
 		pfree(url);
-	if (page.answer.answer == ANSWER_OK)
-		page.answer.tags = counted;
-	return page.answer;
+	if (page.answer == ANSWER_OK)
+		page.tags = counted;
+	return page;
 }
 
 RegistryAnswer

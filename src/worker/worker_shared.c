@@ -1,26 +1,19 @@
 /*
- * worker_shared.c — the worker's shared memory, waking it on commit, and
- * the worker_status view's function.
+ * worker_shared.c — the worker's shared memory: its latch, for waking it,
+ * and its status slots, for the worker_status view.
+ *
+ * Every access holds the spinlock only for a copy, never across a call
+ * that could fail or wait.
  */
 #include "postgres.h"
 
-#include "access/xact.h"
-#include "commands/trigger.h"
-#include "fmgr.h"
-#include "funcapi.h"
-#include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
-#include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
-#include "utils/builtins.h"
-#include "utils/json.h"
-#include "utils/jsonb.h"
 
-#include "store/commit_signal.h"
 #include "worker/worker_shared.h"
 
 bool		am_registry_migration_worker = false;
@@ -63,10 +56,48 @@ worker_shared_init(void)
 	shmem_startup_hook = attach_shared;
 }
 
-WorkerShared *
-worker_shared(void)
+bool
+worker_shared_copy(WorkerShared *copy)
 {
-	return shared;
+	if (shared == NULL)
+		return false;
+	SpinLockAcquire(&shared->mutex);
+	*copy = *shared;
+	SpinLockRelease(&shared->mutex);
+	return copy->pid != 0;
+}
+
+/* Once the worker is gone, nobody may set its latch. */
+static void
+detach(int code, Datum arg)
+{
+	SpinLockAcquire(&shared->mutex);
+	shared->pid = 0;
+	shared->latch = NULL;
+	SpinLockRelease(&shared->mutex);
+}
+
+void
+worker_shared_attach(const char *database)
+{
+	SpinLockAcquire(&shared->mutex);
+	shared->pid = MyProcPid;
+	shared->latch = MyLatch;
+	strlcpy(shared->database, database, sizeof(shared->database));
+	SpinLockRelease(&shared->mutex);
+	before_shmem_exit(detach, (Datum) 0);
+	worker_shared_set_activity("starting");
+}
+
+void
+worker_shared_set_activity(const char *activity)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	SpinLockAcquire(&shared->mutex);
+	strlcpy(shared->activity, activity, sizeof(shared->activity));
+	shared->since = now;
+	SpinLockRelease(&shared->mutex);
 }
 
 void
@@ -84,139 +115,36 @@ worker_shared_set_error(const char *message)
 	SpinLockRelease(&shared->mutex);
 }
 
-/* A top-level member of a summary: a scalar (as JSON) or a list. */
-typedef struct SummaryMember
+int
+worker_shared_connect_failures(void)
 {
-	char	   *key;
-	char	   *json;			/* NULL for a list */
-	JsonbContainer *list;
-	StringInfoData kept;		/* the list's first elements, those that fit */
-} SummaryMember;
+	int			failures;
 
-static char *
-jsonb_value_text(JsonbValue *value)
-{
-	Jsonb	   *jsonb = JsonbValueToJsonb(value);
-
-	return JsonbToCString(NULL, &jsonb->root, VARSIZE(jsonb));
+	SpinLockAcquire(&shared->mutex);
+	failures = shared->connect_failures;
+	SpinLockRelease(&shared->mutex);
+	return failures;
 }
 
-static int
-summary_members(Jsonb *summary, SummaryMember **members)
-{
-	SummaryMember *m = palloc0(sizeof(SummaryMember) * JsonContainerSize(&summary->root));
-	JsonbIterator *it = JsonbIteratorInit(&summary->root);
-	JsonbIteratorToken token;
-	JsonbValue	v;
-	int			count = 0;
-
-	while ((token = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		if (token == WJB_KEY)
-			m[count].key = pnstrdup(v.val.string.val, v.val.string.len);
-		else if (token == WJB_VALUE)
-		{
-			if (v.type == jbvBinary && JsonContainerIsArray(v.val.binary.data))
-				m[count].list = v.val.binary.data;
-			else
-				m[count].json = jsonb_value_text(&v);
-			initStringInfo(&m[count].kept);
-			count++;
-		}
-	}
-	*members = m;
-	return count;
-}
-
-/* Keep the first elements of each list, in order, while they fit in room bytes. */
-static void
-keep_elements(SummaryMember *m, int count, int room)
-{
-	for (int i = 0; i < count; i++)
-	{
-		JsonbIterator *it;
-		JsonbIteratorToken token;
-		JsonbValue	v;
-
-		if (m[i].list == NULL)
-			continue;
-		it = JsonbIteratorInit(m[i].list);
-		while ((token = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-		{
-			char	   *element;
-			int			need;
-
-			if (token != WJB_ELEM)
-				continue;
-			element = jsonb_value_text(&v);
-			need = strlen(element) + (m[i].kept.len > 0 ? 1 : 0);
-			if (need > room)
-				break;
-			if (m[i].kept.len > 0)
-				appendStringInfoChar(&m[i].kept, ',');
-			appendStringInfoString(&m[i].kept, element);
-			room -= need;
-		}
-	}
-}
-
-static void
-append_trimmed(StringInfo out, const SummaryMember *m, int count)
-{
-	bool		first = true;
-
-	appendStringInfoString(out, "{\"truncated\":true,\"counts\":{");
-	for (int i = 0; i < count; i++)
-	{
-		if (m[i].list == NULL)
-			continue;
-		if (!first)
-			appendStringInfoChar(out, ',');
-		escape_json(out, m[i].key);
-		appendStringInfo(out, ":%d", (int) JsonContainerSize(m[i].list));
-		first = false;
-	}
-	appendStringInfoChar(out, '}');
-	for (int i = 0; i < count; i++)
-	{
-		appendStringInfoChar(out, ',');
-		escape_json(out, m[i].key);
-		appendStringInfoChar(out, ':');
-		if (m[i].list == NULL)
-			appendStringInfoString(out, m[i].json);
-		else
-			appendStringInfo(out, "[%s]", m[i].kept.data);
-	}
-	appendStringInfoChar(out, '}');
-}
-
-/*
- * The worker_status view casts the summary to jsonb, so a summary cut in
- * the middle would make the view fail for everyone: a long one keeps its
- * scalars, the first elements of each list and the length of every list.
- */
 void
-worker_summary_fit(Datum summary, char *buffer)
+worker_shared_set_connect_failures(int failures)
 {
-	Jsonb	   *jsonb = DatumGetJsonbP(summary);
-	char	   *full = JsonbToCString(NULL, &jsonb->root, VARSIZE(jsonb));
-	SummaryMember *members;
-	int			count;
-	StringInfoData out;
+	SpinLockAcquire(&shared->mutex);
+	shared->connect_failures = failures;
+	SpinLockRelease(&shared->mutex);
+}
 
-	if (strlen(full) < WORKER_SUMMARY_LEN)
-	{
-		strcpy(buffer, full);
-		return;
-	}
-	count = summary_members(jsonb, &members);
-	initStringInfo(&out);
-	append_trimmed(&out, members, count);
-	keep_elements(members, count, WORKER_SUMMARY_LEN - 1 - out.len);
-	resetStringInfo(&out);
-	append_trimmed(&out, members, count);
-	/* Only scalars far longer than any summary has could leave it too long. */
-	strcpy(buffer, out.len < WORKER_SUMMARY_LEN ? out.data : "{\"truncated\":true}");
+void
+worker_shared_record_cycle(CycleKind kind, TimestampTz started, double ms,
+						   const char *summary_json)
+{
+	WorkerCycleSlot *slot = kind == CYCLE_GUARD ? &shared->last_guard : &shared->last_enqueue;
+
+	SpinLockAcquire(&shared->mutex);
+	slot->at = started;
+	slot->ms = ms;
+	strlcpy(slot->summary, summary_json, WORKER_SUMMARY_LEN);
+	SpinLockRelease(&shared->mutex);
 }
 
 void
@@ -233,66 +161,4 @@ worker_wake(void)
 	SpinLockRelease(&shared->mutex);
 	if (latch)
 		SetLatch(latch);
-}
-
-PG_FUNCTION_INFO_V1(rm_worker_status);
-
-/* One row about the worker, or none when no worker runs. */
-Datum
-rm_worker_status(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	WorkerShared copy;
-	Datum		values[12];
-	bool		nulls[12] = {false};
-
-	InitMaterializedSRF(fcinfo, 0);
-	if (shared == NULL)
-		return (Datum) 0;
-	SpinLockAcquire(&shared->mutex);
-	copy = *shared;
-	SpinLockRelease(&shared->mutex);
-	if (copy.pid == 0)
-		return (Datum) 0;
-
-	values[0] = Int32GetDatum(copy.pid);
-	values[1] = DirectFunctionCall1(namein, CStringGetDatum(copy.database));
-	values[2] = CStringGetTextDatum(copy.activity);
-	values[3] = TimestampTzGetDatum(copy.since);
-	values[4] = TimestampTzGetDatum(copy.last_guard_at);
-	nulls[4] = copy.last_guard_at == 0;
-	values[5] = Float8GetDatum(copy.last_guard_ms);
-	nulls[5] = nulls[4];
-	values[6] = CStringGetTextDatum(copy.last_guard_summary);
-	nulls[6] = nulls[4];
-	values[7] = TimestampTzGetDatum(copy.last_enqueue_at);
-	nulls[7] = copy.last_enqueue_at == 0;
-	values[8] = Float8GetDatum(copy.last_enqueue_ms);
-	nulls[8] = nulls[7];
-	values[9] = CStringGetTextDatum(copy.last_enqueue_summary);
-	nulls[9] = nulls[7];
-	values[10] = CStringGetTextDatum(copy.last_error);
-	nulls[10] = copy.last_error[0] == '\0';
-	values[11] = TimestampTzGetDatum(copy.last_error_at);
-	nulls[11] = nulls[10];
-	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	return (Datum) 0;
-}
-
-PG_FUNCTION_INFO_V1(rm_settings_changed);
-
-/*
- * AFTER UPDATE trigger on registry_migration.settings: the worker reads the
- * settings at every cycle, so a change (enabling the migration, raising the
- * capacity) wakes it at commit instead of waiting for its next tick.
- */
-Datum
-rm_settings_changed(PG_FUNCTION_ARGS)
-{
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("settings_changed() must be called as a trigger")));
-	commit_signal_raise();
-	return PointerGetDatum(NULL);
 }

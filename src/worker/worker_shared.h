@@ -1,7 +1,10 @@
 /*
  * worker_shared.h — what the background worker shares with the backends:
- * its latch (to be woken when a slot frees up) and its status (for the
- * worker_status view). Exists only with the library preloaded.
+ * its latch (so a backend can wake it when a slot frees up) and its status
+ * slots (read by the worker_status view). Exists only with the library
+ * preloaded: worker_shared_copy, worker_shared_set_error and worker_wake
+ * may be called from any backend and then report "no worker" or do
+ * nothing; the other functions are the worker's own.
  */
 #ifndef RM_WORKER_SHARED_H
 #define RM_WORKER_SHARED_H
@@ -12,10 +15,20 @@
 #include "storage/s_lock.h"
 #include "utils/timestamp.h"
 
+#include "control/summary.h"
+
 #define WORKER_SUMMARY_LEN 2048
 #define WORKER_TEXT_LEN 512
 /* Room for "waiting to retry connecting as role" and a role name. */
 #define WORKER_ACTIVITY_LEN 128
+
+/* The last cycle of one kind the worker ran. */
+typedef struct WorkerCycleSlot
+{
+	TimestampTz at;				/* when it started; 0 before the first one */
+	double		ms;				/* how long it took */
+	char		summary[WORKER_SUMMARY_LEN];	/* jsonb text, cut to fit */
+} WorkerCycleSlot;
 
 typedef struct WorkerShared
 {
@@ -25,12 +38,8 @@ typedef struct WorkerShared
 	char		database[NAMEDATALEN];
 	char		activity[WORKER_ACTIVITY_LEN];
 	TimestampTz since;			/* start of the current activity */
-	TimestampTz last_guard_at;
-	double		last_guard_ms;
-	char		last_guard_summary[WORKER_SUMMARY_LEN];
-	TimestampTz last_enqueue_at;
-	double		last_enqueue_ms;
-	char		last_enqueue_summary[WORKER_SUMMARY_LEN];
+	WorkerCycleSlot last_guard;
+	WorkerCycleSlot last_enqueue;
 	TimestampTz last_error_at;
 	char		last_error[WORKER_TEXT_LEN];
 	int			connect_failures;	/* failed connection attempts in a row */
@@ -39,18 +48,31 @@ typedef struct WorkerShared
 /* Shared memory hooks, installed by _PG_init while preloading. */
 extern void worker_shared_init(void);
 
-/* The shared struct, or NULL when the library was not preloaded. */
-extern WorkerShared *worker_shared(void);
+/*
+ * A consistent copy of the worker's status into *copy; false when no worker
+ * runs (or the library was not preloaded).
+ */
+extern bool worker_shared_copy(WorkerShared *copy);
+
+/*
+ * Called by the worker when it starts: it now owns the status slots, and
+ * gives them up when it exits, however it exits.
+ */
+extern void worker_shared_attach(const char *database);
+
+/* What the worker does now, shown with the time it started doing it. */
+extern void worker_shared_set_activity(const char *activity);
 
 /* Keep message as the worker's last error, cut at a character boundary. */
 extern void worker_shared_set_error(const char *message);
 
-/*
- * A cycle summary (jsonb) as text for a buffer of WORKER_SUMMARY_LEN bytes:
- * as it is when it fits, otherwise still valid JSON, with every list cut to
- * what fits, "truncated": true and each list's full length under "counts".
- */
-extern void worker_summary_fit(Datum summary, char *buffer);
+/* Failed connection attempts in a row; they outlive a restarted worker. */
+extern int	worker_shared_connect_failures(void);
+extern void worker_shared_set_connect_failures(int failures);
+
+/* Keep the outcome of a cycle; summary_json must fit WORKER_SUMMARY_LEN. */
+extern void worker_shared_record_cycle(CycleKind kind, TimestampTz started, double ms,
+									   const char *summary_json);
 
 /*
  * Set the worker's latch, if a worker runs and this is not the worker: the
