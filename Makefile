@@ -17,7 +17,8 @@ OBJS = \
 
 DATA = $(wildcard registry_migration--*.sql)
 
-REGRESS = states schema paths settings transitions admin decision events privileges security gucs
+# setup creates the helpers the other files share: it runs first.
+REGRESS = setup states schema paths settings transitions admin decision events privileges security gucs
 REGRESS_OPTS = --load-extension=registry_migration
 
 PG_CPPFLAGS = -I$(srcdir)/src -DEXTVERSION=\"$(EXTVERSION)\" \
@@ -37,6 +38,15 @@ include $(PGXS)
 # The User-Agent carries the version: a new EXTVERSION rebuilds it.
 src/registry/http.o: Makefile
 
+# Every regression file in sql/ is in REGRESS, and every one has its
+# expected output.
+regresscheck-list:
+	@missing="$(filter-out $(REGRESS),$(basename $(notdir $(wildcard $(srcdir)/sql/*.sql))))"; \
+	  test -z "$$missing" || { echo "sql/ files not in REGRESS: $$missing" >&2; exit 1; }
+	@for t in $(REGRESS); do test -f $(srcdir)/expected/$$t.out || { echo "no expected/$$t.out" >&2; exit 1; }; done
+
+installcheck: regresscheck-list
+
 # Pure C logic (no server headers), tested outside the server under
 # AddressSanitizer and UndefinedBehaviorSanitizer.
 UNIT_SOURCES = $(CORE_SOURCES)
@@ -51,4 +61,4 @@ test/unit/unit_tests: $(UNIT_SOURCES) $(wildcard src/core/*.h) $(UNIT_TESTS) tes
 unitcheck: test/unit/unit_tests
 	test/unit/unit_tests
 
-.PHONY: unitcheck
+.PHONY: unitcheck regresscheck-list
