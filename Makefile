@@ -1,5 +1,10 @@
 # registry_migration — PGXS build.
 
+# The version is written here and nowhere else: the control file's
+# default_version and the User-Agent come from it, and the install script
+# registry_migration--$(EXTVERSION).sql must exist (CHANGELOG.md says what
+# each version changed). Upgrade scripts registry_migration--A--B.sql and the
+# install scripts of earlier versions are installed by the wildcard in DATA.
 EXTENSION = registry_migration
 EXTVERSION = 1.1
 
@@ -29,7 +34,7 @@ SHLIB_LINK = $(shell pkg-config --libs libcurl openssl)
 # scripts/setup can tell that an installed copy is current.
 PG_CPPFLAGS += -ffile-prefix-map=$(CURDIR)=.
 
-EXTRA_CLEAN = test/unit/unit_tests
+EXTRA_CLEAN = test/unit/unit_tests $(srcdir)/$(EXTENSION).control
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -37,6 +42,15 @@ include $(PGXS)
 
 # The User-Agent carries the version: a new EXTVERSION rebuilds it.
 src/registry/http.o: Makefile
+
+# The control file, made from its template with default_version =
+# EXTVERSION (rewritten only when that changes). It is made at the top of the
+# source tree, where PGXS installs it from (also in a VPATH build), and it
+# needs the version's install script.
+$(srcdir)/$(EXTENSION).control: $(srcdir)/$(EXTENSION).control.in \
+		$(srcdir)/$(EXTENSION)--$(EXTVERSION).sql control-version
+	@sed -e '/^# template:/d' -e 's/@EXTVERSION@/$(EXTVERSION)/g' $< > $@.tmp
+	@if cmp -s $@.tmp $@; then rm $@.tmp; else mv $@.tmp $@; echo "$(EXTENSION).control: default_version $(EXTVERSION)"; fi
 
 # Every regression file in sql/ is in REGRESS, and every one has its
 # expected output.
@@ -61,4 +75,4 @@ test/unit/unit_tests: $(UNIT_SOURCES) $(wildcard src/core/*.h) $(UNIT_TESTS) tes
 unitcheck: test/unit/unit_tests
 	test/unit/unit_tests
 
-.PHONY: unitcheck regresscheck-list
+.PHONY: unitcheck regresscheck-list control-version
