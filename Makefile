@@ -20,7 +20,7 @@ OBJS = \
 	$(patsubst %.c,%.o,$(CORE_SOURCES)) \
 	$(patsubst %.c,%.o,$(wildcard src/store/*.c src/registry/*.c src/control/*.c src/sql/*.c src/worker/*.c))
 
-DATA = $(wildcard registry_migration--*.sql)
+DATA = $(notdir $(wildcard $(srcdir)/registry_migration--*.sql))
 
 # setup creates the helpers the other files share: it runs first.
 REGRESS = setup states schema paths settings transitions admin decision events privileges security gucs
