@@ -1,5 +1,10 @@
 # registry_migration — PGXS build.
 
+# The version is written here and nowhere else: the control file's
+# default_version and the User-Agent come from it, and the install script
+# registry_migration--$(EXTVERSION).sql must exist (CHANGELOG.md says what
+# each version changed). Upgrade scripts registry_migration--A--B.sql and the
+# install scripts of earlier versions are installed by the wildcard in DATA.
 EXTENSION = registry_migration
 EXTVERSION = 1.1
 
@@ -15,9 +20,10 @@ OBJS = \
 	$(patsubst %.c,%.o,$(CORE_SOURCES)) \
 	$(patsubst %.c,%.o,$(wildcard src/store/*.c src/registry/*.c src/control/*.c src/sql/*.c src/worker/*.c))
 
-DATA = $(wildcard registry_migration--*.sql)
+DATA = $(notdir $(wildcard $(srcdir)/registry_migration--*.sql))
 
-REGRESS = states schema paths settings transitions admin decision events privileges security gucs
+# setup creates the helpers the other files share: it runs first.
+REGRESS = setup states schema paths settings transitions admin decision events privileges security gucs
 REGRESS_OPTS = --load-extension=registry_migration
 
 PG_CPPFLAGS = -I$(srcdir)/src -DEXTVERSION=\"$(EXTVERSION)\" \
@@ -28,7 +34,7 @@ SHLIB_LINK = $(shell pkg-config --libs libcurl openssl)
 # scripts/setup can tell that an installed copy is current.
 PG_CPPFLAGS += -ffile-prefix-map=$(CURDIR)=.
 
-EXTRA_CLEAN = test/unit/unit_tests
+EXTRA_CLEAN = test/unit/unit_tests $(srcdir)/$(EXTENSION).control
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -36,6 +42,24 @@ include $(PGXS)
 
 # The User-Agent carries the version: a new EXTVERSION rebuilds it.
 src/registry/http.o: Makefile
+
+# The control file, made from its template with default_version =
+# EXTVERSION (rewritten only when that changes). It is made at the top of the
+# source tree, where PGXS installs it from (also in a VPATH build), and it
+# needs the version's install script.
+$(srcdir)/$(EXTENSION).control: $(srcdir)/$(EXTENSION).control.in \
+		$(srcdir)/$(EXTENSION)--$(EXTVERSION).sql control-version
+	@sed -e '/^# template:/d' -e 's/@EXTVERSION@/$(EXTVERSION)/g' $< > $@.tmp
+	@if cmp -s $@.tmp $@; then rm $@.tmp; else mv $@.tmp $@; echo "$(EXTENSION).control: default_version $(EXTVERSION)"; fi
+
+# Every regression file in sql/ is in REGRESS, and every one has its
+# expected output.
+regresscheck-list:
+	@missing="$(filter-out $(REGRESS),$(basename $(notdir $(wildcard $(srcdir)/sql/*.sql))))"; \
+	  test -z "$$missing" || { echo "sql/ files not in REGRESS: $$missing" >&2; exit 1; }
+	@for t in $(REGRESS); do test -f $(srcdir)/expected/$$t.out || { echo "no expected/$$t.out" >&2; exit 1; }; done
+
+installcheck: regresscheck-list
 
 # Pure C logic (no server headers), tested outside the server under
 # AddressSanitizer and UndefinedBehaviorSanitizer.
@@ -51,4 +75,4 @@ test/unit/unit_tests: $(UNIT_SOURCES) $(wildcard src/core/*.h) $(UNIT_TESTS) tes
 unitcheck: test/unit/unit_tests
 	test/unit/unit_tests
 
-.PHONY: unitcheck
+.PHONY: unitcheck regresscheck-list control-version

@@ -1,8 +1,8 @@
 --
--- admin: the errors and signatures of skip() and reset() (SPEC §2.5):
+-- admin: the errors and signatures of skip() and reset():
 -- NULL argument 22004, unknown path P0002 (exact match), event not allowed
 -- 55000 naming the state; both return migration_state; skip keeps
--- aborted_at and aborted_in_state of an aborted repository (SPEC §3.3).
+-- aborted_at and aborted_in_state of an aborted repository.
 --
 \set SHOW_CONTEXT never
 SET search_path = registry_migration, public;
@@ -11,17 +11,6 @@ SET search_path = registry_migration, public;
 DELETE FROM repositories;
 DELETE FROM events;
 INSERT INTO settings DEFAULT VALUES;
-
--- Runs one statement; its single value, or SQLSTATE and message.
-CREATE FUNCTION pg_temp.try(cmd text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    result text;
-BEGIN
-    EXECUTE cmd INTO result;
-    RETURN coalesce(result, '(null)');
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ' ' || SQLERRM;
-END $$;
 
 -- Signatures: argument names and types, result type migration_state, not
 -- STRICT (a NULL argument must raise 22004, not return NULL), volatile.
@@ -34,7 +23,7 @@ SELECT p.oid::regprocedure AS function, pg_get_function_arguments(p.oid) AS argu
 INSERT INTO repositories (path) VALUES ('group/app'), ('group/other');
 
 -- NULL arguments: 22004, checked before the path is looked up.
-SELECT c AS call, pg_temp.try('SELECT registry_migration.' || c) AS result
+SELECT c AS call, regress.try('SELECT registry_migration.' || c) AS result
   FROM unnest(ARRAY[
        'skip(NULL, ''not_found'')', 'skip(''group/app'', NULL)', 'skip(NULL, NULL)',
        'skip(''no/such/repo'', NULL)', 'reset(NULL)']) AS c;
@@ -44,8 +33,8 @@ SELECT c AS call, pg_temp.try('SELECT registry_migration.' || c) AS result
 -- trailing or leading slash, spaces, a LIKE pattern, empty) is refused
 -- first, with 22023, before any row is looked at.
 SELECT p AS path,
-       pg_temp.try(format('SELECT registry_migration.skip(%L, ''not_found'')', p)) AS skip,
-       pg_temp.try(format('SELECT registry_migration.reset(%L)', p)) AS reset
+       regress.try(format('SELECT registry_migration.skip(%L, ''not_found'')', p)) AS skip,
+       regress.try(format('SELECT registry_migration.reset(%L)', p)) AS reset
   FROM unnest(ARRAY['no/such/repo', 'Group/app', 'GROUP/APP', 'group/app/', '/group/app',
                     ' group/app', 'group/app ', 'group', 'group/%', 'group/ap_', '']) AS p;
 -- None of these changed anything.
@@ -74,7 +63,7 @@ SELECT skip('group/other', 'too_many_tags');
 SELECT skipped_reason FROM repositories WHERE path = 'group/other';
 
 -- Skipping an aborted repository keeps aborted_at and aborted_in_state
--- (SPEC §3.3: leaving import_aborted clears them, except for import_skipped)
+-- (leaving import_aborted clears them, except for import_skipped)
 -- and retries_count.
 INSERT INTO repositories (path, state, aborted_at, retries_count, aborted_in_state)
 VALUES ('group/aborted', 'import_aborted', '2022-03-04 05:06:07+00', 2, 'pre_import_done');
@@ -87,8 +76,8 @@ SELECT reset('group/aborted');
 SELECT state, skipped_reason, skipped_at, aborted_at, aborted_in_state, retries_count
   FROM repositories WHERE path = 'group/aborted';
 
--- skip() works whatever the settings say (it never calls the registry,
--- SPEC §12.9): disabled, no registry URL, capacity 0.
+-- skip() works whatever the settings say (it never calls the registry):
+-- disabled, no registry URL, capacity 0.
 UPDATE settings SET enabled = false, capacity = 0;
 SELECT skip('group/aborted', 'root_namespace_in_deny_list');
 INSERT INTO settings DEFAULT VALUES;

@@ -1,22 +1,11 @@
 --
--- decision: retry_decision() (SPEC §4), the C function, through SQL: every
--- state against every registry status of SPEC §8 plus NULL, 'error', an
+-- decision: retry_decision(), the C function, through SQL: every state
+-- against every status the registry reports, plus NULL, 'error', an
 -- unknown string and wrong case; the retry limit; argument errors; and its
 -- catalog properties (IMMUTABLE, PARALLEL SAFE, not STRICT).
 --
 \set SHOW_CONTEXT never
 SET search_path = registry_migration, public;
-
--- Runs one query; its single value, or SQLSTATE and message.
-CREATE FUNCTION pg_temp.try(cmd text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    result text;
-BEGIN
-    EXECUTE cmd INTO result;
-    RETURN coalesce(result, '(null)');
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ' ' || SQLERRM;
-END $$;
 
 -- Catalog: signature, IMMUTABLE ('i'), PARALLEL SAFE ('s'), not STRICT,
 -- C language.
@@ -25,8 +14,8 @@ SELECT p.oid::regprocedure AS function, pg_get_function_arguments(p.oid) AS argu
   FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
  WHERE p.oid = 'registry_migration.retry_decision'::regproc;
 
--- The registry statuses to try: the nine of SPEC §8, then NULL, 'error',
--- an unknown string, and the same words with another case or spacing
+-- The registry statuses to try: the nine the registry reports, then NULL,
+-- 'error', an unknown string, and the same words with another case or spacing
 -- (compared exactly, so they are unknown).
 CREATE TEMP TABLE statuses (n int, status text);
 INSERT INTO statuses VALUES
@@ -37,7 +26,7 @@ INSERT INTO statuses VALUES
  (15, 'import_complete '), (16, ''), (17, 'import_cancelled');
 
 -- The whole table below the limit (retries_count 1, max_retries 3): one
--- row per status, one column per state. Compare with SPEC §4 rows 1-14.
+-- row per status, one column per state (pg_temp.spec below states the rules).
 SELECT coalesce(s.status, '(NULL)') AS status,
        retry_decision('default', s.status, 1, 3) AS "default",
        retry_decision('pre_importing', s.status, 1, 3) AS pre_importing,
@@ -61,8 +50,9 @@ SELECT coalesce(s.status, '(NULL)') AS status,
        retry_decision('import_skipped', s.status, 3, 3) AS import_skipped
   FROM statuses s ORDER BY s.n;
 
--- An independent transcription of SPEC §4 in SQL; the C function must agree
--- with it on every state x status x (retries_count, max_retries) below.
+-- The decision table written again, independently, in SQL (the first
+-- matching rule wins); the C function must agree with it on every
+-- state x status x (retries_count, max_retries) below.
 CREATE FUNCTION pg_temp.spec(st migration_state, rs text, rc int, mr int) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
 SELECT CASE
@@ -114,7 +104,7 @@ SELECT rc AS retries_count, mr AS max_retries,
 -- (also for a final state, and before a negative value is looked at);
 -- negative retries_count or max_retries -> 22023. A NULL status is not an
 -- error (rows 1 and 2).
-SELECT c AS call, pg_temp.try('SELECT registry_migration.retry_decision' || c) AS result
+SELECT c AS call, regress.try('SELECT registry_migration.retry_decision' || c) AS result
   FROM unnest(ARRAY[
        '(NULL, ''native'', 0, 3)', '(''default'', ''native'', NULL, 3)',
        '(''default'', ''native'', 0, NULL)', '(''import_done'', ''native'', NULL, 3)',

@@ -1,5 +1,5 @@
 --
--- events: the event log (SPEC §2.4, §10, §12.11). skip() and reset() write
+-- events: the event log. skip() and reset() write
 -- one row each; rows outlive their repository; purge_events(n) removes only
 -- rows older than settings.event_retention, at most n, oldest first.
 --
@@ -10,17 +10,6 @@ SET search_path = registry_migration, public;
 DELETE FROM repositories;
 DELETE FROM events;
 INSERT INTO settings DEFAULT VALUES;
-
--- Runs one query; its single value, or SQLSTATE and message.
-CREATE FUNCTION pg_temp.try(cmd text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    result text;
-BEGIN
-    EXECUTE cmd INTO result;
-    RETURN coalesce(result, '(null)');
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ' ' || SQLERRM;
-END $$;
 
 INSERT INTO repositories (path, state, aborted_at, retries_count, aborted_in_state)
 VALUES ('ev/one', 'default', NULL, 0, NULL),
@@ -50,10 +39,10 @@ SELECT path, old_state, new_state, cause, event FROM events WHERE path = 'ev/abo
 
 -- A refused call or an error writes nothing; a call in a transaction that
 -- rolls back leaves no row either; direct SQL changes are not recorded
--- (SPEC §12.11).
+-- (only the extension's own changes are).
 SELECT count(*) AS events_before FROM events;
-SELECT pg_temp.try($$SELECT registry_migration.reset('ev/one')$$) AS refused;
-SELECT pg_temp.try($$SELECT registry_migration.skip('ev/none', 'not_found')$$) AS unknown;
+SELECT regress.try($$SELECT registry_migration.reset('ev/one')$$) AS refused;
+SELECT regress.try($$SELECT registry_migration.skip('ev/none', 'not_found')$$) AS unknown;
 BEGIN;
 SELECT skip('ev/one', 'not_found');
 ROLLBACK;
@@ -73,7 +62,7 @@ SELECT p.oid::regprocedure AS function, pg_get_function_arguments(p.oid) AS argu
   FROM pg_proc p WHERE p.oid = 'registry_migration.purge_events'::regproc;
 
 -- Errors: 0 or negative -> 22023, NULL -> 22004.
-SELECT c AS call, pg_temp.try('SELECT registry_migration.purge_events(' || c || ')') AS result
+SELECT c AS call, regress.try('SELECT registry_migration.purge_events(' || c || ')') AS result
   FROM unnest(ARRAY['0', '-1', '-2147483648', 'NULL']) AS c;
 \set VERBOSITY default
 SELECT purge_events(0);
@@ -102,7 +91,7 @@ SELECT purge_events(100) AS removed;
 SELECT path FROM events ORDER BY at;
 -- Nothing old left: 0, nothing removed.
 SELECT purge_events(100) AS removed;
--- The default batch (SPEC §12.11: 1 000).
+-- The default batch: 1 000 rows, what every cycle removes at its start.
 SELECT pg_get_function_arguments('registry_migration.purge_events'::regproc) AS arguments;
 SELECT purge_events() AS removed;
 SELECT count(*) AS left FROM events;

@@ -1,5 +1,5 @@
 --
--- gucs: the registry_migration.* settings of SPEC §2.7 (all but database,
+-- gucs: the registry_migration.* configuration parameters (all but database,
 -- which exists only when the library is preloaded): defaults, contexts,
 -- validation when set (check hooks and ranges), reserved prefix.
 --
@@ -27,7 +27,7 @@ SHOW registry_migration.log_level;
 -- log_level sighup; the request settings user.
 SELECT name, setting, unit, context, vartype, min_val, max_val, boot_val
   FROM pg_settings WHERE name LIKE 'registry_migration.%' ORDER BY name;
--- The defaults in the units of SPEC §2.7.
+-- The defaults, in the units the parameters are documented in.
 SELECT current_setting('registry_migration.registry_url') = '' AS registry_url_empty,
        current_setting('registry_migration.jwt_private_key_file') = '' AS key_file_empty,
        current_setting('registry_migration.jwt_token_lifetime')::interval = '5 min' AS lifetime_5min,

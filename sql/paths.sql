@@ -1,8 +1,9 @@
 --
--- paths: the repository path grammar of SPEC §2.2. A bad path is refused on
--- INSERT and on UPDATE OF path with SQLSTATE 23514 and a message saying what
--- is wrong (trigger check_path); the CHECK constraint path_grammar, which
--- still holds when triggers are disabled, accepts exactly the same paths.
+-- paths: the repository path grammar (the Docker distribution's, at most
+-- 255 bytes, no case folding). A bad path is refused on INSERT and on UPDATE
+-- OF path with SQLSTATE 23514 and a message saying what is wrong (trigger
+-- check_path); the CHECK constraint path_grammar, which still holds when
+-- triggers are disabled, accepts exactly the same paths.
 --
 \set SHOW_CONTEXT never
 SET search_path = registry_migration, public;
@@ -10,24 +11,6 @@ SET search_path = registry_migration, public;
 -- The tests share one database: start from an empty migration.
 DELETE FROM repositories;
 DELETE FROM events;
-
--- Runs one statement, always rolled back; 'ok' or SQLSTATE and message.
--- With replica true, triggers are disabled (session_replication_role), so
--- only the constraints judge.
-CREATE FUNCTION pg_temp.try(cmd text, replica boolean DEFAULT false) RETURNS text
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF replica THEN
-        PERFORM set_config('session_replication_role', 'replica', true);
-    END IF;
-    EXECUTE cmd;
-    RAISE EXCEPTION 'roll back' USING ERRCODE = 'ZZ000';
-EXCEPTION
-    WHEN SQLSTATE 'ZZ000' THEN
-        RETURN 'ok';
-    WHEN OTHERS THEN
-        RETURN SQLSTATE || ' ' || SQLERRM;
-END $$;
 
 -- Paths for display: control characters escaped, and a run of ten or more
 -- copies of one or two characters X shown as "X{...}".
@@ -67,8 +50,8 @@ INSERT INTO samples (path, valid) VALUES
 -- INSERT: every valid path accepted; every invalid one refused with 23514
 -- and a message that says what is wrong.
 SELECT n, pg_temp.shown(path) AS path, octet_length(path) AS bytes,
-       pg_temp.shown(pg_temp.try(format('INSERT INTO registry_migration.repositories (path) VALUES (%L)',
-                                        path))) AS insert
+       pg_temp.shown(regress.try_ok(format('INSERT INTO registry_migration.repositories (path) VALUES (%L)',
+                                        path), keep => false)) AS insert
   FROM samples ORDER BY n;
 
 -- The same paths by UPDATE OF path of an existing row: same verdicts, same
@@ -76,13 +59,13 @@ SELECT n, pg_temp.shown(path) AS path, octet_length(path) AS bytes,
 INSERT INTO repositories (path) VALUES ('existing/repo');
 SELECT count(*) AS samples,
        count(*) FILTER (WHERE
-           pg_temp.try(format('UPDATE registry_migration.repositories SET path = %L WHERE path = %L',
-                              path, 'existing/repo'))
-           = pg_temp.try(format('INSERT INTO registry_migration.repositories (path) VALUES (%L)',
-                                path))) AS same_verdict_on_update,
+           regress.try_ok(format('UPDATE registry_migration.repositories SET path = %L WHERE path = %L',
+                              path, 'existing/repo'), keep => false)
+           = regress.try_ok(format('INSERT INTO registry_migration.repositories (path) VALUES (%L)',
+                                path), keep => false)) AS same_verdict_on_update,
        count(*) FILTER (WHERE
-           (pg_temp.try(format('UPDATE registry_migration.repositories SET path = %L WHERE path = %L',
-                               path, 'existing/repo')) = 'ok') = valid) AS as_expected
+           (regress.try_ok(format('UPDATE registry_migration.repositories SET path = %L WHERE path = %L',
+                               path, 'existing/repo'), keep => false) = 'ok') = valid) AS as_expected
   FROM samples;
 -- Two of them in full.
 UPDATE repositories SET path = 'Existing/repo' WHERE path = 'existing/repo';
@@ -109,17 +92,17 @@ SELECT path FROM repositories ORDER BY path;
 -- query over the whole list, grouped by the three verdicts.
 WITH verdicts AS (
     SELECT valid,
-           pg_temp.try(format('INSERT INTO registry_migration.repositories (path) VALUES (%L)',
-                              path)) AS by_trigger,
-           pg_temp.try(format('INSERT INTO registry_migration.repositories (path) VALUES (%L)',
-                              path), true) AS by_check
+           regress.try_ok(format('INSERT INTO registry_migration.repositories (path) VALUES (%L)',
+                              path), keep => false) AS by_trigger,
+           regress.try_ok(format('INSERT INTO registry_migration.repositories (path) VALUES (%L)',
+                              path), keep => false, replica => true) AS by_check
       FROM samples)
 SELECT valid, by_trigger = 'ok' AS trigger_accepts, by_check, count(*)
   FROM verdicts GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
 
 -- The same for UPDATE OF path with triggers disabled.
-SELECT valid, pg_temp.try(format('UPDATE registry_migration.repositories SET path = %L WHERE path = %L',
-                                 path, 'existing/repo'), true) AS by_check_on_update, count(*)
+SELECT valid, regress.try_ok(format('UPDATE registry_migration.repositories SET path = %L WHERE path = %L',
+                                 path, 'existing/repo'), keep => false, replica => true) AS by_check_on_update, count(*)
   FROM samples GROUP BY 1, 2 ORDER BY 1, 2;
 
 -- The role switch did not leak out of the rolled-back subtransactions.

@@ -1,5 +1,5 @@
 --
--- privileges: SPEC §2.5 and §12.13. PUBLIC has USAGE on the schema and
+-- privileges: PUBLIC has USAGE on the schema and
 -- EXECUTE on retry_decision only; skip, reset and purge_events need a
 -- grant, and with EXECUTE plus the table privileges they work. The extension
 -- creates no roles: this test makes its own and drops them.
@@ -11,18 +11,6 @@ SET search_path = registry_migration, public;
 DELETE FROM repositories;
 DELETE FROM events;
 INSERT INTO settings DEFAULT VALUES;
-
--- Runs one query; its single value, or SQLSTATE and message.
-CREATE FUNCTION pg_temp.try(cmd text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    result text;
-BEGIN
-    EXECUTE cmd INTO result;
-    RETURN coalesce(result, '(null)');
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ' ' || SQLERRM;
-END $$;
-GRANT EXECUTE ON FUNCTION pg_temp.try(text) TO PUBLIC;
 
 -- Roles of an earlier, interrupted run (their grants went with its database).
 SET client_min_messages = warning;
@@ -45,7 +33,7 @@ SELECT array_agg(p.proname ORDER BY p.proname) AS public_may_execute
  WHERE p.pronamespace = 'registry_migration'::regnamespace
    AND EXISTS (SELECT FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
                 WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE');
--- The schema: PUBLIC has USAGE (SPEC §12.13), not CREATE.
+-- The schema: PUBLIC has USAGE (the extension grants it), not CREATE.
 SELECT a.privilege_type
   FROM pg_namespace n, aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a
  WHERE n.nspname = 'registry_migration' AND a.grantee = 0;
@@ -61,7 +49,7 @@ SELECT current_user;
 SELECT 'import_aborted'::registry_migration.migration_state AS type_usable;
 SELECT registry_migration.retry_decision('import_aborted', 'import_canceled', 1, 3) AS retry_decision;
 -- EXECUTE on everything else is refused with 42501.
-SELECT c AS call, pg_temp.try('SELECT registry_migration.' || c) AS result
+SELECT c AS call, regress.try('SELECT registry_migration.' || c) AS result
   FROM unnest(ARRAY['skip(''priv/one'', ''not_found'')', 'reset(''priv/one'')',
                     'purge_events(10)', 'purge_events()']) AS c;
 \set VERBOSITY default
@@ -91,15 +79,15 @@ SELECT registry_migration.skip('priv/one', 'not_found') AS skip;
 SELECT registry_migration.reset('priv/one') AS reset;
 SELECT registry_migration.purge_events(10) AS purged;
 -- Its errors are the functions' own, not permission errors.
-SELECT pg_temp.try($$SELECT registry_migration.reset('priv/two')$$) AS reset_refused;
+SELECT regress.try($$SELECT registry_migration.reset('priv/two')$$) AS reset_refused;
 -- It can load repositories: the path trigger runs although PUBLIC has no
 -- EXECUTE on the trigger function, and still refuses a bad path.
 INSERT INTO registry_migration.repositories (path) VALUES ('priv/three');
-SELECT pg_temp.try($$INSERT INTO registry_migration.repositories (path) VALUES ('Priv/Bad')$$) AS bad_path;
+SELECT regress.try($$INSERT INTO registry_migration.repositories (path) VALUES ('Priv/Bad')$$) AS bad_path;
 -- The role without grants is still refused.
 RESET ROLE;
 SET ROLE regress_rm_nobody;
-SELECT pg_temp.try($$SELECT registry_migration.reset('priv/one')$$) AS nobody_reset;
+SELECT regress.try($$SELECT registry_migration.reset('priv/one')$$) AS nobody_reset;
 RESET ROLE;
 SELECT path, state FROM repositories ORDER BY path;
 SELECT path, old_state, new_state, cause, event FROM events ORDER BY id;
@@ -117,7 +105,7 @@ INSERT INTO repositories (path, state, pre_import_started_at) VALUES ('priv/noti
 SET ROLE regress_rm_notifications;
 SELECT registry_migration.handle_notification('priv/notified', 'pre_import_complete') AS notified;
 SELECT registry_migration.handle_notification('priv/notified', 'pre_import_complete') AS duplicate;
-SELECT c AS statement, pg_temp.try(c) AS result
+SELECT c AS statement, regress.try(c) AS result
   FROM unnest(ARRAY[
     $$SELECT registry_migration.skip('priv/notified', 'not_found')$$,
     $$SELECT registry_migration.run_enqueuer()$$,

@@ -1,6 +1,7 @@
 --
--- schema: the tables of SPEC §2.2 and §2.4, and the invariants of SPEC §3.1
--- enforced by named CHECK constraints on direct INSERT and UPDATE.
+-- schema: the tables (repositories, events, the deny list), and what must
+-- hold in each state, enforced by named CHECK constraints on direct INSERT
+-- and UPDATE.
 --
 \set SHOW_CONTEXT never
 SET search_path = registry_migration, public;
@@ -9,25 +10,6 @@ SET search_path = registry_migration, public;
 DELETE FROM repositories;
 DELETE FROM events;
 DELETE FROM denied_namespaces;
-
--- Runs one statement and answers 'ok', or its SQLSTATE and message (the row
--- shown in a constraint's DETAIL holds now(), so it is left out). With keep
--- false, a statement that succeeded is rolled back too.
-CREATE FUNCTION pg_temp.try(cmd text, keep boolean DEFAULT true) RETURNS text
-LANGUAGE plpgsql AS $$
-BEGIN
-    BEGIN
-        EXECUTE cmd;
-        IF NOT keep THEN
-            RAISE EXCEPTION 'roll back' USING ERRCODE = 'ZZ000';
-        END IF;
-    EXCEPTION WHEN SQLSTATE 'ZZ000' THEN
-        NULL;
-    END;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ' ' || SQLERRM;
-END $$;
 
 -- Columns of repositories: names, types, nullability, defaults, identity
 -- (BY DEFAULT, so rows can be loaded with their ids) and generated column.
@@ -60,34 +42,35 @@ COMMIT;
 INSERT INTO repositories (path, plan) VALUES ('solo', NULL), ('gold-group/app', 'gold');
 UPDATE repositories SET path = 'other/sub/project/image' WHERE path = 'group/sub/project/image';
 SELECT path, root_namespace, plan FROM repositories ORDER BY id;
-SELECT pg_temp.try($$INSERT INTO repositories (path, root_namespace) VALUES ('x/y', 'z')$$);
+SELECT regress.try_ok($$INSERT INTO repositories (path, root_namespace) VALUES ('x/y', 'z')$$);
 
 -- path is NOT NULL and UNIQUE (exact: another case or a trailing slash is
 -- another string, refused by the grammar instead).
-SELECT pg_temp.try($$INSERT INTO repositories (path) VALUES (NULL)$$);
-SELECT pg_temp.try($$INSERT INTO repositories (path) VALUES ('solo')$$);
-SELECT pg_temp.try($$UPDATE repositories SET path = 'solo' WHERE path = 'gold-group/app'$$);
+SELECT regress.try_ok($$INSERT INTO repositories (path) VALUES (NULL)$$);
+SELECT regress.try_ok($$INSERT INTO repositories (path) VALUES ('solo')$$);
+SELECT regress.try_ok($$UPDATE repositories SET path = 'solo' WHERE path = 'gold-group/app'$$);
 
 -- retries_count >= 0.
-SELECT pg_temp.try($$INSERT INTO repositories (path, retries_count) VALUES ('r', -1)$$);
-SELECT pg_temp.try($$UPDATE repositories SET retries_count = -1 WHERE path = 'solo'$$);
-SELECT pg_temp.try($$INSERT INTO repositories (path, retries_count) VALUES ('r', 0)$$);
-SELECT pg_temp.try($$INSERT INTO repositories (path, retries_count) VALUES ('r2', 7)$$);
+SELECT regress.try_ok($$INSERT INTO repositories (path, retries_count) VALUES ('r', -1)$$);
+SELECT regress.try_ok($$UPDATE repositories SET retries_count = -1 WHERE path = 'solo'$$);
+SELECT regress.try_ok($$INSERT INTO repositories (path, retries_count) VALUES ('r', 0)$$);
+SELECT regress.try_ok($$INSERT INTO repositories (path, retries_count) VALUES ('r2', 7)$$);
 SELECT path, retries_count FROM repositories WHERE path IN ('r', 'r2') ORDER BY path;
 
 -- aborted_in_state: NULL or one of the four step states.
 SELECT s AS aborted_in_state,
-       pg_temp.try(format($$INSERT INTO repositories (path, state, aborted_at, retries_count,
+       regress.try_ok(format($$INSERT INTO repositories (path, state, aborted_at, retries_count,
                              aborted_in_state) VALUES (%L, 'import_aborted', now(), 1, %L)$$,
                           'ais/' || replace(s::text, '_', '-'), s), false) AS insert,
-       pg_temp.try(format($$UPDATE repositories SET aborted_in_state = %L WHERE path = 'solo'$$,
+       regress.try_ok(format($$UPDATE repositories SET aborted_in_state = %L WHERE path = 'solo'$$,
                           s), false) AS update
   FROM unnest(enum_range(NULL::migration_state)) AS s ORDER BY s;
 
--- SPEC §3.1, state by state: each violation refused by INSERT and by UPDATE
--- (of a consistent 'solo' row in state default) with 23514 naming the
--- constraint; the satisfied form accepted. Every case runs in its own
--- subtransaction rolled back, so nothing accepted here stays.
+-- What must hold in each state (the cases below), state by state: each
+-- violation refused by INSERT and by UPDATE (of a consistent 'solo' row in
+-- state default) with 23514 naming the constraint; the satisfied form
+-- accepted. Every case runs in its own subtransaction rolled back, so
+-- nothing accepted here stays.
 CREATE TEMP TABLE cases (state text, what text, cols text, ok boolean);
 INSERT INTO cases VALUES
  ('pre_importing', 'started NULL', 'pre_import_started_at = NULL', false),
@@ -116,27 +99,27 @@ SELECT format('INSERT INTO registry_migration.repositories (path, state, %s) VAL
   FROM unnest(string_to_array(cols, ', ')) AS c $$;
 
 SELECT state, what,
-       pg_temp.try(pg_temp.as_insert('case/new', state, cols), false) AS insert,
-       pg_temp.try(format('UPDATE registry_migration.repositories SET state = %L, %s WHERE path = %L',
+       regress.try_ok(pg_temp.as_insert('case/new', state, cols), false) AS insert,
+       regress.try_ok(format('UPDATE registry_migration.repositories SET state = %L, %s WHERE path = %L',
                           state, cols, 'solo'), false) AS update
   FROM cases ORDER BY state::migration_state, ok, what;
 -- Every refusal above was a constraint of the right name.
 SELECT count(*) AS refusals_with_23514 FROM cases
- WHERE NOT ok AND pg_temp.try(pg_temp.as_insert('case/new', state, cols), false)
+ WHERE NOT ok AND regress.try_ok(pg_temp.as_insert('case/new', state, cols), false)
                   LIKE '23514 %violates check constraint "' || state || '_invariant"';
 
 -- An UPDATE that breaks the invariant of a row already in that state.
 INSERT INTO repositories (path, state, pre_import_started_at)
 VALUES ('inv/pre-importing', 'pre_importing', now());
-SELECT pg_temp.try($$UPDATE repositories SET pre_import_done_at = now()
+SELECT regress.try_ok($$UPDATE repositories SET pre_import_done_at = now()
                      WHERE path = 'inv/pre-importing'$$);
 INSERT INTO repositories (path, state, skipped_reason, skipped_at)
 VALUES ('inv/skipped', 'import_skipped', 'not_in_plan', now());
-SELECT pg_temp.try($$UPDATE repositories SET skipped_at = NULL WHERE path = 'inv/skipped'$$);
-SELECT pg_temp.try($$UPDATE repositories SET state = 'default' WHERE path = 'inv/skipped'$$);
+SELECT regress.try_ok($$UPDATE repositories SET skipped_at = NULL WHERE path = 'inv/skipped'$$);
+SELECT regress.try_ok($$UPDATE repositories SET state = 'default' WHERE path = 'inv/skipped'$$);
 
 -- Any state may be inserted when consistent, with extra columns set
--- (SPEC §2.2: migrating from an existing system), and rows move freely by
+-- (migrating from an existing system needs that), and rows move freely by
 -- direct UPDATE as long as the target state's invariant holds.
 INSERT INTO repositories (id, path, state, created_at, pre_import_started_at, pre_import_done_at,
                           import_started_at, import_done_at, aborted_at, skipped_at,
@@ -147,8 +130,8 @@ VALUES (1000000, 'full/done', 'import_done', '2022-01-01', '2022-01-02', '2022-0
         '2022-01-05', '2022-01-06', '2022-01-07', 5, 'not_found', 'importing');
 SELECT id, path, state, retries_count, skipped_reason, aborted_in_state
   FROM repositories WHERE path LIKE 'full/%' ORDER BY id;
-SELECT pg_temp.try($$UPDATE repositories SET state = 'pre_import_done' WHERE path = 'full/done'$$);
-SELECT pg_temp.try($$UPDATE repositories SET state = 'import_aborted', aborted_at = now()
+SELECT regress.try_ok($$UPDATE repositories SET state = 'pre_import_done' WHERE path = 'full/done'$$);
+SELECT regress.try_ok($$UPDATE repositories SET state = 'import_aborted', aborted_at = now()
                      WHERE path = 'full/done'$$);
 
 -- A repository can be deleted even when it has events (no foreign key from
@@ -159,18 +142,18 @@ DELETE FROM repositories WHERE path = 'solo';
 SELECT count(*) AS solo_rows, (SELECT count(*) FROM events WHERE path = 'solo') AS events_kept
   FROM repositories WHERE path = 'solo';
 
--- The event log's columns (SPEC §2.4, §12.11) and its cause CHECK.
+-- The event log's columns and its cause CHECK.
 SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull, a.attidentity,
        pg_get_expr(d.adbin, d.adrelid) AS default_expr
   FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
  WHERE a.attrelid = 'events'::regclass AND a.attnum > 0 AND NOT a.attisdropped
  ORDER BY a.attnum;
 SELECT c AS cause,
-       pg_temp.try(format($$INSERT INTO events (repository_id, path, old_state, new_state, cause, event)
+       regress.try_ok(format($$INSERT INTO events (repository_id, path, old_state, new_state, cause, event)
                             VALUES (1, 'x', 'default', 'default', %L, 'test')$$, c)) AS insert
   FROM unnest(ARRAY['guard', 'enqueuer', 'notification', 'admin', 'Admin', 'cron']) AS c;
 
--- The deny list (SPEC §2.4).
+-- The deny list: root namespaces never started or retried.
 SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull
   FROM pg_attribute a
  WHERE a.attrelid = 'denied_namespaces'::regclass AND a.attnum > 0 AND NOT a.attisdropped;

@@ -13,17 +13,6 @@ INSERT INTO settings DEFAULT VALUES;
 SET registry_migration.registry_url = 'http://127.0.0.1:1';
 SET registry_migration.connect_timeout = 500;
 
--- Runs one query; its single value, or SQLSTATE and message.
-CREATE FUNCTION pg_temp.try(cmd text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    result text;
-BEGIN
-    EXECUTE cmd INTO result;
-    RETURN coalesce(result, '(null)');
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ' ' || SQLERRM;
-END $$;
-
 --
 -- 1. Planted objects. A role that may create objects in some schema plants
 -- operators, functions and tables there whose names the extension's
@@ -107,18 +96,18 @@ INSERT INTO events (repository_id, path, old_state, new_state, cause, event, at)
 VALUES (0, 'sec/old', 'default', 'import_skipped', 'admin', 'skip', now() - interval '40 days');
 
 SET search_path = regress_rm_evil, pg_catalog, registry_migration, public;
-SELECT pg_temp.try($$SELECT registry_migration.run_guard()->>'ran'$$) AS run_guard;
-SELECT pg_temp.try($$SELECT registry_migration.run_enqueuer()->>'ran'$$) AS run_enqueuer;
-SELECT pg_temp.try($$SELECT registry_migration.handle_notification('sec/notified', 'pre_import_complete')$$)
+SELECT regress.try($$SELECT registry_migration.run_guard()->>'ran'$$) AS run_guard;
+SELECT regress.try($$SELECT registry_migration.run_enqueuer()->>'ran'$$) AS run_enqueuer;
+SELECT regress.try($$SELECT registry_migration.handle_notification('sec/notified', 'pre_import_complete')$$)
     AS handle_notification;
-SELECT pg_temp.try($$SELECT registry_migration.skip('sec/new', 'not_found')$$) AS skip;
-SELECT pg_temp.try($$SELECT registry_migration.reset('sec/new')$$) AS reset;
-SELECT left(pg_temp.try($$SELECT registry_migration.retry('sec/aborted')$$), 5) AS retry;
+SELECT regress.try($$SELECT registry_migration.skip('sec/new', 'not_found')$$) AS skip;
+SELECT regress.try($$SELECT registry_migration.reset('sec/new')$$) AS reset;
+SELECT left(regress.try($$SELECT registry_migration.retry('sec/aborted')$$), 5) AS retry;
 INSERT INTO registry_migration.repositories (path, state, pre_import_started_at, import_started_at)
 VALUES ('sec/cancel', 'importing', now(), now());
-SELECT left(pg_temp.try($$SELECT registry_migration.cancel('sec/cancel')$$), 5) AS cancel;
-SELECT pg_temp.try($$SELECT registry_migration.purge_events(10)$$) AS purge_events;
-SELECT left(pg_temp.try($$SELECT registry_migration.registry_import_status('sec/new')$$), 5)
+SELECT left(regress.try($$SELECT registry_migration.cancel('sec/cancel')$$), 5) AS cancel;
+SELECT regress.try($$SELECT registry_migration.purge_events(10)$$) AS purge_events;
+SELECT left(regress.try($$SELECT registry_migration.registry_import_status('sec/new')$$), 5)
     AS registry_import_status;
 SELECT count(*) AS workers FROM registry_migration.worker_status;
 SELECT count(*) AS state_counts FROM registry_migration.state_counts;
@@ -159,18 +148,18 @@ INSERT INTO repositories (path) VALUES ('sec/plain');
 UPDATE settings SET event_retention = '10000 years', max_step_duration = '178000000 years',
                     enqueue_waiting_time = '178000000 years', pre_import_timeout = '178000000 years',
                     import_timeout = '178000000 years';
-SELECT pg_temp.try($$SELECT registry_migration.run_guard()->>'ran'$$) AS guard_long_intervals;
-SELECT pg_temp.try($$SELECT registry_migration.run_enqueuer()->>'ran'$$) AS enqueuer_long_intervals;
-SELECT pg_temp.try($$SELECT registry_migration.purge_events()$$) AS purge_long_retention;
+SELECT regress.try($$SELECT registry_migration.run_guard()->>'ran'$$) AS guard_long_intervals;
+SELECT regress.try($$SELECT registry_migration.run_enqueuer()->>'ran'$$) AS enqueuer_long_intervals;
+SELECT regress.try($$SELECT registry_migration.purge_events()$$) AS purge_long_retention;
 INSERT INTO settings DEFAULT VALUES;
 UPDATE settings SET pre_import_tags_rate = 1e400;
-SELECT pg_temp.try($$SELECT registry_migration.skip('sec/plain', 'not_found')$$) AS skip_huge_rate;
-SELECT pg_temp.try($$SELECT registry_migration.run_guard()->>'ran'$$) AS guard_huge_rate;
+SELECT regress.try($$SELECT registry_migration.skip('sec/plain', 'not_found')$$) AS skip_huge_rate;
+SELECT regress.try($$SELECT registry_migration.run_guard()->>'ran'$$) AS guard_huge_rate;
 UPDATE settings SET pre_import_tags_rate = 1e-400;
-SELECT pg_temp.try($$SELECT registry_migration.reset('sec/plain')$$) AS reset_tiny_rate;
-SELECT pg_temp.try($$SELECT registry_migration.handle_notification('sec/rate', 'pre_import_complete')$$)
+SELECT regress.try($$SELECT registry_migration.reset('sec/plain')$$) AS reset_tiny_rate;
+SELECT regress.try($$SELECT registry_migration.handle_notification('sec/rate', 'pre_import_complete')$$)
     AS notification_tiny_rate;
-SELECT pg_temp.try($$SELECT registry_migration.run_enqueuer()->>'ran'$$) AS enqueuer_tiny_rate;
+SELECT regress.try($$SELECT registry_migration.run_enqueuer()->>'ran'$$) AS enqueuer_tiny_rate;
 INSERT INTO settings DEFAULT VALUES;
 DELETE FROM repositories;
 
@@ -206,7 +195,7 @@ DELETE FROM repositories;
 --
 SELECT split_part(split_part(f, '.', 2), '(', 1) AS function,
        CASE WHEN length(p) > 40 THEN left(p, 5) || '... (' || length(p) || ' bytes)' ELSE p END AS path,
-       left(pg_temp.try(format(f, p)), 5) AS sqlstate
+       left(regress.try(format(f, p)), 5) AS sqlstate
   FROM unnest(ARRAY[
          'SELECT registry_migration.handle_notification(%L, ''import_complete'')',
          'SELECT registry_migration.cancel(%L)',
@@ -221,12 +210,12 @@ SELECT split_part(split_part(f, '.', 2), '(', 1) AS function,
                     repeat('/', 3000), repeat('a', 256)]) AS p
  ORDER BY 1, 2;
 -- The path is checked first: even with an unknown call name or status.
-SELECT pg_temp.try($$SELECT count(*) FROM registry_migration.registry_request('nonsense', 'a/../b')$$)
+SELECT regress.try($$SELECT count(*) FROM registry_migration.registry_request('nonsense', 'a/../b')$$)
     AS request_bad_path_first;
-SELECT pg_temp.try($$SELECT registry_migration.handle_notification('a/../b', 'nonsense')$$)
+SELECT regress.try($$SELECT registry_migration.handle_notification('a/../b', 'nonsense')$$)
     AS notification_bad_path_first;
 -- NULL still comes first (22004), or NULL for the STRICT look-ups.
-SELECT pg_temp.try($$SELECT registry_migration.skip(NULL, 'not_found')$$) AS skip_null;
+SELECT regress.try($$SELECT registry_migration.skip(NULL, 'not_found')$$) AS skip_null;
 SELECT registry_migration.registry_import_status(NULL) IS NULL AS status_null;
 
 --
@@ -236,7 +225,7 @@ CREATE FUNCTION public.regress_rm_direct_check_path() RETURNS void
     LANGUAGE c AS '$libdir/registry_migration', 'rm_repositories_check_path';
 CREATE FUNCTION public.regress_rm_direct_settings_changed() RETURNS void
     LANGUAGE c AS '$libdir/registry_migration', 'rm_settings_changed';
-SELECT pg_temp.try('SELECT public.regress_rm_direct_check_path()') AS check_path_direct;
-SELECT pg_temp.try('SELECT public.regress_rm_direct_settings_changed()') AS settings_changed_direct;
+SELECT regress.try('SELECT public.regress_rm_direct_check_path()') AS check_path_direct;
+SELECT regress.try('SELECT public.regress_rm_direct_settings_changed()') AS settings_changed_direct;
 DROP FUNCTION public.regress_rm_direct_check_path();
 DROP FUNCTION public.regress_rm_direct_settings_changed();

@@ -1,20 +1,11 @@
 --
--- settings: the one-row table of SPEC §2.3 (defaults, CHECKs) and its
--- guarantees: an INSERT replaces the row's values (SPEC §12.14), DELETE and
--- TRUNCATE are refused with 55000, a second row is impossible even with
--- triggers disabled.
+-- settings: the one-row table of settings (defaults, CHECKs) and its
+-- guarantees: an INSERT (as a restore does) replaces the row's values,
+-- DELETE and TRUNCATE are refused with 55000, a second row is impossible
+-- even with triggers disabled.
 --
 \set SHOW_CONTEXT never
 SET search_path = registry_migration, public;
-
--- Runs one statement and answers 'ok', or its SQLSTATE and message.
-CREATE FUNCTION pg_temp.try(cmd text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE cmd;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ' ' || SQLERRM;
-END $$;
 
 -- Back to the defaults, in case an earlier test changed them.
 UPDATE settings SET (enabled, capacity, max_retries, start_max_retries, max_step_duration,
@@ -31,7 +22,7 @@ SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull,
  WHERE a.attrelid = 'settings'::regclass AND a.attnum > 0 AND NOT a.attisdropped
  ORDER BY a.attnum;
 
--- Exactly one row, holding the defaults of SPEC §2.3.
+-- Exactly one row, holding the documented defaults.
 SELECT count(*) AS rows FROM settings;
 \x on
 SELECT * FROM settings;
@@ -62,7 +53,7 @@ SELECT target_plans, created_before, pre_import_tags_rate, max_step_duration FRO
 -- Every CHECK refuses a bad value with 23514 and every NOT NULL column
 -- refuses NULL with 23502, leaving the row unchanged; the two nullable
 -- columns accept NULL.
-SELECT v AS assignment, pg_temp.try('UPDATE registry_migration.settings SET ' || v) AS update
+SELECT v AS assignment, regress.try_ok('UPDATE registry_migration.settings SET ' || v) AS update
   FROM unnest(ARRAY[
        'capacity = -1', 'max_retries = -1', 'start_max_retries = -1',
        'max_tags_count = -1', 'guard_batch_size = 0', 'guard_batch_size = -1',
@@ -114,9 +105,9 @@ SELECT count(*) AS rows, min(enabled::int) AS enabled, min(capacity) AS capacity
   FROM settings;
 -- An INSERT breaking a CHECK or a NOT NULL is refused like an UPDATE, and
 -- changes nothing.
-SELECT pg_temp.try('INSERT INTO registry_migration.settings (capacity) VALUES (-5)') AS insert;
-SELECT pg_temp.try('INSERT INTO registry_migration.settings (enabled) VALUES (NULL)') AS insert;
-SELECT pg_temp.try('INSERT INTO registry_migration.settings (target_plans) VALUES (''{a,NULL}'')') AS insert;
+SELECT regress.try_ok('INSERT INTO registry_migration.settings (capacity) VALUES (-5)') AS insert;
+SELECT regress.try_ok('INSERT INTO registry_migration.settings (enabled) VALUES (NULL)') AS insert;
+SELECT regress.try_ok('INSERT INTO registry_migration.settings (target_plans) VALUES (''{a,NULL}'')') AS insert;
 SELECT count(*) AS rows, min(capacity) AS capacity FROM settings;
 
 -- DELETE and TRUNCATE are refused with 55000; the row stays.

@@ -1,6 +1,6 @@
 --
--- states: the SQL enum types match SPEC §2.1 (labels and order), and every
--- label goes through the C library by name in both directions.
+-- states: the SQL enum types have the documented labels in their order,
+-- and every label goes through the C library by name in both directions.
 --
 \set SHOW_CONTEXT never
 SET search_path = registry_migration, public;
@@ -9,7 +9,7 @@ SET search_path = registry_migration, public;
 DELETE FROM repositories;
 DELETE FROM events;
 
--- The labels, in enum order (enumsortorder), exactly as SPEC §2.1 lists them.
+-- The labels, in enum order (enumsortorder), exactly as documented.
 SELECT enum_range(NULL::migration_state)::text[] =
        ARRAY['default', 'pre_importing', 'pre_import_done', 'importing',
              'import_done', 'import_aborted', 'import_skipped'] AS states_match_spec;
@@ -42,7 +42,8 @@ SELECT s AS state,
  ORDER BY s;
 
 -- C -> SQL migration_state: skip() returns the state the C library names.
--- One repository per state, consistent with SPEC §3.1 (inserted directly).
+-- One repository per state, each consistent with what its state needs
+-- (inserted directly).
 INSERT INTO repositories (path, state, pre_import_started_at, pre_import_done_at,
                           import_started_at, import_done_at, aborted_at,
                           retries_count, skipped_reason, skipped_at)
@@ -91,7 +92,7 @@ SELECT count(*) AS still_skipped FROM repositories
  WHERE path LIKE 'reason/%' AND (state <> 'default' OR skipped_reason IS NOT NULL);
 
 -- C <-> SQL for aborted_in_state: skip() reads the column's label and writes
--- it back (SPEC §3.3 keeps it when skipping an aborted repository).
+-- it back (skipping an aborted repository keeps it).
 INSERT INTO repositories (path, state, aborted_at, retries_count, aborted_in_state)
 SELECT 'aborted-in/' || replace(s::text, '_', '-'), 'import_aborted', now(), 1, s
   FROM unnest(ARRAY['default', 'pre_importing', 'pre_import_done',

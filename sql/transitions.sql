@@ -1,8 +1,9 @@
 --
--- transitions: the state machine (SPEC §3.2, §3.3) through the functions
--- that exist: skip() and reset(). Which states allow each event, what
--- entering the new state changes, what it leaves alone, and that the
--- timestamps are clock_timestamp() (SPEC §1 "now").
+-- transitions: the state machine (events and the effects of entering a
+-- state) through the functions that exist: skip() and reset(). Which states
+-- allow each event, what entering the new state changes, what it leaves
+-- alone, and that the timestamps are clock_timestamp(), the moment of the
+-- change.
 --
 \set SHOW_CONTEXT never
 SET search_path = registry_migration, public;
@@ -12,21 +13,9 @@ DELETE FROM repositories;
 DELETE FROM events;
 INSERT INTO settings DEFAULT VALUES;
 
--- Calls one admin function; its result, or SQLSTATE, message and detail.
-CREATE FUNCTION pg_temp.try(cmd text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    result text; detail text;
-BEGIN
-    EXECUTE cmd INTO result;
-    RETURN result;
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
-    RETURN SQLSTATE || ' ' || SQLERRM || ' / ' || detail;
-END $$;
-
--- One repository per state, consistent with SPEC §3.1, every timestamp
--- that makes sense for the state set to a fixed, distinct time, plus a
--- history (retries, aborted_in_state) so that we can see what is kept.
+-- One repository per state, consistent with what its state needs, every
+-- timestamp that makes sense for the state set to a fixed, distinct time,
+-- plus a history (retries, aborted_in_state) so that we can see what is kept.
 -- Inserted twice: the 'skip/' set and the 'reset/' set.
 CREATE TEMP TABLE seed AS
 SELECT s AS state,
@@ -59,12 +48,13 @@ CREATE TEMP TABLE t_start AS SELECT clock_timestamp() AS t;
 -- import_skipped.
 --
 SELECT b.state AS from_state,
-       pg_temp.try(format('SELECT registry_migration.skip(%L, %L)', b.path, 'not_in_plan')) AS skip
+       regress.try_detail(format('SELECT registry_migration.skip(%L, %L)', b.path, 'not_in_plan')) AS skip
   FROM before b WHERE b.path LIKE 'skip/%' ORDER BY b.state;
 
 -- After an allowed skip: import_skipped with the reason and a new
 -- skipped_at; nothing else changed (no other timestamp cleared, retries
--- and aborted_in_state kept, SPEC §3.3 "nothing else clears a timestamp").
+-- and aborted_in_state kept: nothing but entering a state clears a
+-- timestamp).
 SELECT b.state AS from_state, r.state, r.skipped_reason,
        r.skipped_at >= t_start.t AS new_skipped_at, r.aborted_at, r.aborted_in_state,
        (r.pre_import_started_at, r.pre_import_done_at, r.import_started_at, r.import_done_at,
@@ -84,10 +74,10 @@ SELECT b.state AS from_state, to_jsonb(r) = to_jsonb(b) AS unchanged,
 --
 -- reset: allowed from import_aborted and import_skipped only, back to
 -- default with every migration timestamp, the reason and aborted_in_state
--- cleared and retries_count 0 (SPEC §2.5); path, plan, created_at, id kept.
+-- cleared and retries_count 0; path, plan, created_at, id kept.
 --
 SELECT b.state AS from_state,
-       pg_temp.try(format('SELECT registry_migration.reset(%L)', b.path)) AS reset
+       regress.try_detail(format('SELECT registry_migration.reset(%L)', b.path)) AS reset
   FROM before b WHERE b.path LIKE 'reset/%' ORDER BY b.state;
 SELECT b.state AS from_state, r.state, r.pre_import_started_at, r.pre_import_done_at,
        r.import_started_at, r.import_done_at, r.aborted_at, r.skipped_at,
@@ -103,7 +93,7 @@ SELECT count(*) AS refused, count(*) FILTER (WHERE to_jsonb(r) = to_jsonb(b)) AS
   FROM before b JOIN repositories r USING (path)
  WHERE b.path LIKE 'reset/%' AND b.state NOT IN ('import_aborted', 'import_skipped');
 -- A second reset of a repository now in default is refused.
-SELECT pg_temp.try($$SELECT registry_migration.reset('reset/import-skipped')$$) AS reset_again;
+SELECT regress.try_detail($$SELECT registry_migration.reset('reset/import-skipped')$$) AS reset_again;
 
 -- Round trip: a reset repository can be skipped again, then reset again.
 SELECT skip('reset/import-aborted', 'too_many_tags') AS skip,
@@ -112,7 +102,7 @@ SELECT state, skipped_at, skipped_reason, retries_count FROM repositories
  WHERE path = 'reset/import-aborted';
 
 --
--- Timestamps are clock_timestamp() at the change (SPEC §1), not now(): in
+-- Timestamps are clock_timestamp() at the change, not now(): in
 -- one transaction, taken after the transaction started, two skips a moment
 -- apart get two increasing times, both later than now().
 --
@@ -130,6 +120,6 @@ SELECT r.path, r.skipped_at > now() AS after_transaction_start,
 SELECT (SELECT skipped_at FROM repositories WHERE path = 'clock/two')
      > (SELECT skipped_at FROM repositories WHERE path = 'clock/one') AS second_is_later;
 COMMIT;
--- Every repository still satisfies SPEC §3.1 (the CHECKs would have refused
--- the UPDATE otherwise; counted here for the record).
+-- Every repository still holds what its state needs (the CHECKs would have
+-- refused the UPDATE otherwise; counted here for the record).
 SELECT state, count(*) FROM repositories GROUP BY state ORDER BY state;

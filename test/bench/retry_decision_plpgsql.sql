@@ -1,4 +1,4 @@
--- The decision table of SPEC §4 written in PL/pgSQL: the baseline the C
+-- The retry decision table written in PL/pgSQL: the baseline the C
 -- function registry_migration.retry_decision is measured against.
 CREATE FUNCTION bench_retry_decision_plpgsql(
         state registry_migration.migration_state, registry_status text,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark (not a test): how fast the background worker reacts to a committed
-# notification (SPEC §9: "woken at once ... so a freed slot is refilled
-# without waiting for the next tick").
+# notification: the worker is woken when the transaction commits, so a freed
+# slot is refilled without waiting for the next tick.
 #
 # A throw-away cluster preloads the library; its worker serves "postgres" with
 # enqueue_interval = guard_interval = 1 h, so within the run only the wake on

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Simulator of the container registry's import API (SPEC §8, §8.3).
+"""Simulator of the container registry's import API.
 
 GitLab's registry is the only one with the /gitlab/v1/import API and it is
 not available to the tests, so this program reproduces what the extension
@@ -287,7 +287,7 @@ def split_token(token):
 
 
 def required_access(kind, path):
-    """The access entry a request needs (SPEC §8.1), or None."""
+    """The access entry a request needs, or None."""
     if kind in ("start", "status", "cancel"):
         return {"type": "registry", "name": "import", "action": "*"}
     if kind == "tags":
@@ -707,7 +707,7 @@ def deliver(entry, secret, timeout):
 
 
 # ---------------------------------------------------------------------------
-# The registry: repositories, steps and the answers of §8.3
+# The registry: repositories, steps and their answers
 # ---------------------------------------------------------------------------
 
 class Registry:

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""Self-test of registry_simulator.py: every SPEC §8.3 rule, every fault
-action, tag pagination, token verification, shutdown, and a load run.
+"""Self-test of registry_simulator.py: every rule of how the registry
+answers, every fault action, tag pagination, token verification, shutdown,
+and a load run.
 
 Run: /usr/bin/python3 test/simulator/selftest.py   (about 30 s)
 """
@@ -173,7 +174,7 @@ def errors_code(body):
 
 
 # ---------------------------------------------------------------------------
-# §8.3 rules
+# How the registry answers
 # ---------------------------------------------------------------------------
 
 class RegistryBehaviour(unittest.TestCase):

@@ -1,4 +1,4 @@
-# pg_dump + restore keeps the migration's data (SPEC §2.4): the settings
+# pg_dump + restore keeps the migration's data: the settings
 # (still exactly one row, with the dumped values), the deny list, the
 # repositories with their states, and the identity sequence, so the next
 # INSERT works. The event log is not dumped.

@@ -1,5 +1,5 @@
 # The registry client against the real Docker distribution registry with
-# token authentication (SPEC §8, §8.1): the tag count of a repository with
+# token authentication: the tag count of a repository with
 # pushed tags comes back correct with a token the real registry verified,
 # and a wrong key gets a clear authentication error.
 use strict;

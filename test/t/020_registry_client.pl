@@ -1,4 +1,4 @@
-# The registry client (SPEC §8) against the project's registry simulator:
+# The registry client against the project's registry simulator:
 # every answer of every call as the SQL interface reports it, tokens,
 # redirects, transport faults, interrupts, bounded memory, and the
 # concurrent status interface.
@@ -51,7 +51,7 @@ $sim->add_repositories(
 	{ path => 'group/tags', tags => 2500 },
 	{ path => 'group/few-tags', tags => 3 });
 
-# ---- starts (SPEC §3.4, §8.3) ---------------------------------------------
+# ---- starts ---------------------------------------------
 like(request('start_pre_import', 'group/new'), qr/^accepted\|202\|/, 'start pre-import: 202 accepted');
 like(request('start_pre_import', 'group/new'), qr/^already running\|425\|/, 'pre-import running: 425');
 like(request('start_import', 'group/new'), qr/^already running\|425\|/, 'final import while pre-importing: 425');
@@ -132,7 +132,7 @@ is($node->safe_psql('postgres', q{SELECT registry_migration.registry_tags_count(
 	'2500', 'a registry that ignores n: one page');
 $sim->configure(ignore_tags_n => 0);
 
-# ---- tokens (SPEC §8.1) ----------------------------------------------------
+# ---- tokens ----------------------------------------------------
 my @log = @{ $sim->requests };
 is(scalar(grep { !$_->{token_valid} } @log), 0, 'every request carried a token the registry verified');
 my @import = grep { $_->{kind} ne 'tags' && $_->{claims} } @log;
@@ -148,8 +148,12 @@ $node->safe_psql('postgres', q{SELECT registry_migration.registry_import_status(
 my %jti = map { $_->{claims}{jti} => 1 } @{ $sim->requests($since_tokens) };
 is(scalar(keys %jti), 1, 'the import token is reused within a session');
 is($import[0]{claims}{exp} - $import[0]{claims}{iat}, 300, 'token lifetime 5 minutes');
-my ($version) = slurp_file("$FindBin::RealBin/../../registry_migration.control") =~ /^default_version = '([^']+)'/m;
+# The version is written once, as EXTVERSION in the Makefile; the installed
+# control file's default_version is made from it.
+my ($version) = slurp_file("$FindBin::RealBin/../../Makefile") =~ /^EXTVERSION\s*=\s*(\S+)/m;
 is($log[0]{user_agent}, "registry_migration/$version", 'User-Agent names the extension and its current version');
+is($node->safe_psql('postgres', q{SELECT default_version FROM pg_available_extensions
+	WHERE name = 'registry_migration'}), $version, 'the installed default_version is the EXTVERSION');
 
 # The token settings take effect on reload.
 $node->append_conf('postgresql.conf', "registry_migration.jwt_token_lifetime = '2min'\n");
@@ -166,7 +170,7 @@ $node->append_conf('postgresql.conf', "registry_migration.jwt_audience = 'contai
 $node->reload;
 like(request('status', 'group/native'), qr/^ok\|200\|native/, 'the right audience again');
 
-# ---- redirects (SPEC §8.2) -------------------------------------------------
+# ---- redirects -------------------------------------------------
 (my $other_url = $other->url) =~ s/127\.0\.0\.1/localhost/;
 $other->add_repositories({ path => 'moved/repo', status => 'import_complete' });
 $sim->set_faults({ match => { kind => 'status', path => 'moved/repo' }, action =>
@@ -229,7 +233,7 @@ my (undef, $before, undef, $after) = split /\n/, $rss;
 cmp_ok($after - $before, '<', 40_000, "25 answers of 20 MB: backend memory grew by " . ($after - $before) . " kB");
 $sim->clear_faults;
 
-# ---- interrupts (SPEC §8.2) ------------------------------------------------
+# ---- interrupts ------------------------------------------------
 $sim->set_faults({ match => { kind => 'status' }, action => { type => 'hang', seconds => 120 } });
 my $hang_settings = "SET registry_migration.request_timeout = '60s';";
 my $t0 = time();

@@ -20,6 +20,7 @@ use FindBin;
 use lib "$FindBin::RealBin/../perl";
 use IPC::Run;
 use JSON::PP;
+use MigrationTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RegistrySimulator;
@@ -28,7 +29,6 @@ use Time::HiRes qw(time sleep);
 
 my $t_start  = time();
 my $fixtures = "$FindBin::RealBin/../fixtures";
-my $json     = JSON::PP->new->utf8->canonical;
 
 # ---- the registry and the catcher ------------------------------------------------
 
@@ -88,23 +88,9 @@ $node->safe_psql('postgres', q{
 
 # ---- helpers -------------------------------------------------------------------------
 
-sub sql { return $node->safe_psql('postgres', $_[0]) }
-
-# One statement through attempt(), after optional settings: its value or "ERROR ...".
-sub attempt
-{
-	my ($statement, $settings) = @_;
-	return sql(($settings // '') . "SELECT public.attempt(\$q\$$statement\$q\$)");
-}
-
-sub timed_attempt
-{
-	my $t0     = time();
-	my $result = attempt(@_);
-	return ($result, time() - $t0);
-}
-
-sub section_time { note(sprintf('%s: %.1f s', $_[0], time() - $_[1])) }
+# sql(), attempt() (through this file's public.attempt), timed_attempt() and
+# section_time() come from MigrationTest.
+use_node($node, $sim);
 
 sub valid_utf8
 {

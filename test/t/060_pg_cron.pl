@@ -1,4 +1,4 @@
-# pg_cron drives the same cycles (SPEC §9): a job runs run_enqueuer() while
+# pg_cron drives the same cycles: a job runs run_enqueuer() while
 # the worker is off; with the worker on as well, a cycle never runs twice
 # at once, whoever holds it (here a session holding the enqueuer's lock).
 use strict;

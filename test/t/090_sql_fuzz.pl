@@ -1,4 +1,4 @@
-# SQL fuzz test with a fixed seed (SPEC §2, §2.9, §12).
+# SQL fuzz test with a fixed seed.
 #
 # Thousands of calls of EVERY function of schema registry_migration (read
 # from pg_proc at run time, so a new function is covered automatically; the
@@ -35,20 +35,20 @@
 #   internal         no call or statement ends in class XX or 58
 #   session          the session is never lost; no crash, no restart
 #   timeout          no call runs into statement_timeout (15 s)
-#   path_grammar     a non-NULL path outside the grammar of §2.2 gives 22023
-#                    in every function that takes a path (§2.9 item 4)
+#   path_grammar     a non-NULL path outside the path grammar gives 22023
+#                    in every function that takes a path
 #   null_arg         a NULL argument of a non-STRICT path function gives
 #                    22004; a STRICT one returns NULL
-#   trigger_direct   a trigger function called directly gives 0A000 (§2.9.8)
-#   privilege        a role without grants gets 42501 (§2.5)
+#   trigger_direct   a trigger function called directly gives 0A000
+#   privilege        a role without grants gets 42501
 #   stored_value     a value the tables accepted never makes a later call
 #                    fail with class 22 (other than 22004/22023 explained by
 #                    the arguments) or 23, nor shows up as such an error in
-#                    a cycle summary (§2.9 item 7)
+#                    a cycle summary
 #   singleton        DELETE/TRUNCATE of settings and registry_state are
-#                    refused with 55000 (§2.3, §2.9 item 8)
-#   result           results are valid (retry_decision follows the table of
-#                    §4; states are labels; cycles return their summary)
+#                    refused with 55000
+#   result           results are valid (retry_decision follows its decision
+#                    table; states are labels; cycles return their summary)
 #   sql_error        no class-42 error from a well-formed call
 #   setup            the test's own baseline statements succeed
 # and at the end: the postmaster was never restarted, no backend was
@@ -205,9 +205,9 @@ note('functions: ' . join(', ', map { $_->{name} } @$FUNCTIONS));
 
 # Functions that never talk to the registry (a 22023 from them must come
 # from an argument) and the look-ups, which may answer class 22 for an
-# unusable registry answer (§12.10).
-# SPEC §2.9 item 8: "calling a trigger function directly gives a clear
-# SQLSTATE (0A000), not XX000" (PL/pgSQL's own answer to such a call).
+# unusable registry answer.
+# A trigger function called directly must give a clear SQLSTATE (0A000),
+# not XX000 (PL/pgSQL's own answer to such a call).
 my $TRIGGER_DIRECT_SQLSTATE = '0A000';
 
 my %NO_NETWORK = map { $_ => 1 } qw(handle_notification skip reset purge_events retry_decision
@@ -388,7 +388,7 @@ sub add_op
 
 sub setup_op { add_op(kind => 'setup', sql => $_[0], desc => $_[0]) }
 
-# retry_decision per SPEC §4.
+# retry_decision's table, written again: the first matching rule wins.
 my %KNOWN_STATUS = map { $_ => 1 } @REGISTRY_STATUSES;
 sub decision
 {
@@ -596,7 +596,7 @@ sub row_values
 	return '(' . join(', ', map { $v{$_} // 'NULL' } @ROW_COLUMNS) . ')';
 }
 
-# A consistent random row in a given state (SPEC §3.1).
+# A consistent random row in a given state.
 sub random_row
 {
 	my ($path, $state) = @_;
@@ -754,7 +754,7 @@ sub random_repositories_dml
 	if ($r < 40)
 	{
 		# A hostile row: maximal counters, infinite or extreme timestamps,
-		# usually consistent with its state (SPEC §3.1) so the table accepts it.
+		# usually consistent with its state so the table accepts it.
 		my $state = pick(@STATES);
 		my $path = chance(0.85) ? 'fz/h-' . ++$hostile_path_no : pick(@BAD_PATH_LITERALS);
 		my $ts = sub { chance(0.5) ? pick(@HOSTILE_TS) : ago(pick('1 second', '2 hours', '100 days')) };
@@ -1326,7 +1326,7 @@ my %RULES = (
 	privilege => 'a role without grants gets 42501',
 	stored_value => 'a value the tables accept never breaks a later call (no class 22/23 from it)',
 	singleton => 'DELETE/TRUNCATE of settings and registry_state are refused with 55000',
-	result => 'results are valid (retry_decision follows SPEC §4)',
+	result => 'results are valid (retry_decision follows its decision table)',
 	sql_error => 'no class-42 error from a well-formed call',
 	setup => "the test's own baseline statements succeed",
 );
