@@ -219,6 +219,17 @@ is_deeply([ $s->{stopped}, $s->{not_ready}, $s->{retried}, $s->{started} ],
 	'a retry during the cool-down: not_ready, and new work is started');
 is(retry_after_set(), 'f', '... no Retry-After');
 
+# retry() of a repository that is not ready: a warning, nothing changes but its count.
+fresh();
+$sim->add_repositories({ path => 'adm/a', status => 'pre_import_failed' });
+db_aborted('adm/a', '1 hour');
+$sim->set_faults(fault({ kind => 'start', path => 'adm/a' }, not_ready()));
+my ($rc, $out, $err) = $node->psql('postgres', q{SELECT registry_migration.retry('adm/a')});
+is($out, 'import_aborted', 'retry() answered NOT_READY: the repository stays import_aborted');
+like($err, qr/WARNING:  the registry is not ready to import repository "adm\/a" yet/, '... with a warning');
+is(join(' ', consecutive_429s('adm/a'), repo('adm/a')->{retries_count}, retry_after_set()), '1 1 f',
+	'... one more 429 in a row, no retry spent, no Retry-After');
+
 # ---- any other 429 is registry-wide -------------------------------------------------------
 
 for my $case ([ 'IMPORT_RATE_LIMIT', $rate_limit_body ], [ 'no code', '{"errors":[{"message":"busy"}]}' ],
