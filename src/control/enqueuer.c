@@ -5,8 +5,15 @@
  * pending. Otherwise every finished pre-import gets its final import, even
  * at capacity or within enqueue_waiting_time (a final import finishes work
  * already begun); then, while below capacity and not waiting, one
- * repository per round: an aborted one to retry, else a new one. A 429 or
- * a registry that cannot answer ends the cycle.
+ * repository per round: an aborted one to retry, else a new one.
+ *
+ * A registry-wide 429 ends the cycle. A repository the registry gives no
+ * usable answer about, or answers "not ready" for (its cool-down after a
+ * cancel), is passed over, unchanged, and the cycle goes on: one flaky
+ * answer must not stop the migration. It stops when the registry is down
+ * (no connection at all), or after FAILED_ANSWERS_TO_STOP repositories in
+ * a row were passed over for a failed answer, counted across the final
+ * imports and the new work.
  */
 #include "postgres.h"
 
@@ -22,6 +29,9 @@
 #include "store/backoff.h"
 #include "store/state_machine.h"
 
+/* Repositories in a row passed over for a failed answer that stop the cycle. */
+#define FAILED_ANSWERS_TO_STOP 3
+
 typedef struct EnqueueContext
 {
 	const MigrationSettings *settings;
@@ -31,6 +41,7 @@ typedef struct EnqueueContext
 	char	   *path;
 	HandleOutcome outcome;
 	const char *error;			/* the error that ended the handling, if any */
+	int			failed_in_a_row;	/* repositories passed over for a failed answer */
 } EnqueueContext;
 
 static bool
@@ -58,7 +69,7 @@ handle_aborted(EnqueueContext *ctx)
 
 	if (status.answer == ANSWER_UNAVAILABLE)
 	{
-		ctx->outcome = HANDLED_UNAVAILABLE;
+		ctx->outcome = unavailable_outcome(&status);
 		return;
 	}
 	if (!lock_candidate(ctx, MS_IMPORT_ABORTED, &repo))
@@ -66,7 +77,10 @@ handle_aborted(EnqueueContext *ctx)
 	ctx->outcome = retry_aborted(&repo, &status, ctx->settings, CAUSE_ENQUEUER, ctx->summary);
 }
 
-/* How many tags a new repository has, as far as max_tags_count needs. */
+/*
+ * How many tags a new repository has, as far as max_tags_count needs;
+ * false, with the outcome set, when the registry gave no usable answer.
+ */
 static bool
 count_tags(EnqueueContext *ctx, int64 *tags)
 {
@@ -79,7 +93,10 @@ count_tags(EnqueueContext *ctx, int64 *tags)
 	/* No more tags than needed to know the repository has too many. */
 	answer = registry_count_tags(ctx->path, (int64) s->max_tags_count + 1);
 	if (answer.answer == ANSWER_UNAVAILABLE)
+	{
+		ctx->outcome = unavailable_outcome(&answer);
 		return false;
+	}
 	if (answer.answer == ANSWER_OK)
 		*tags = answer.tags;
 	else if (answer.answer != ANSWER_NOT_FOUND)
@@ -97,10 +114,7 @@ handle_new(EnqueueContext *ctx)
 	int64		tags;
 
 	if (!count_tags(ctx, &tags))
-	{
-		ctx->outcome = HANDLED_UNAVAILABLE;
 		return;
-	}
 	if (!lock_candidate(ctx, MS_DEFAULT, &repo))
 		return;
 	if (tags > s->max_tags_count)
@@ -169,18 +183,39 @@ take_candidate(EnqueueContext *ctx, Candidate kind, Handled *handled)
 	return true;
 }
 
-/* Handle the taken candidate; true, with the reason, when the cycle must stop. */
+/*
+ * Handle the taken candidate; true, with the reason, when the cycle must
+ * stop. A repository passed over is listed, and stays handled for the rest
+ * of the cycle. Any handling but a failed answer (a 429, an error included)
+ * ends a run of failed answers.
+ */
 static bool
 handle_stops(EnqueueContext *ctx, StopReason *stop)
 {
-	switch (handle_isolated(ctx))
+	HandleOutcome outcome = handle_isolated(ctx);
+
+	if (outcome == HANDLED_FAILED_ANSWER || outcome == HANDLED_REGISTRY_DOWN)
+		summary_add(ctx->summary, SL_UNAVAILABLE, ctx->path, NULL);
+	if (outcome == HANDLED_FAILED_ANSWER)
+		ctx->failed_in_a_row++;
+	else
+		ctx->failed_in_a_row = 0;
+	switch (outcome)
 	{
 		case HANDLED:
+			return false;
+		case HANDLED_NOT_READY:
+			summary_add(ctx->summary, SL_NOT_READY, ctx->path, NULL);
 			return false;
 		case HANDLED_TOO_MANY_IMPORTS:
 			*stop = STOP_TOO_MANY_IMPORTS;
 			return true;
-		case HANDLED_UNAVAILABLE:
+		case HANDLED_FAILED_ANSWER:
+			if (ctx->failed_in_a_row < FAILED_ANSWERS_TO_STOP)
+				return false;
+			*stop = STOP_REGISTRY_UNAVAILABLE;
+			return true;
+		case HANDLED_REGISTRY_DOWN:
 			*stop = STOP_REGISTRY_UNAVAILABLE;
 			return true;
 	}
@@ -197,7 +232,10 @@ final_imports(EnqueueContext *ctx, Handled *handled, StopReason *stop)
 	return false;
 }
 
-/* New work, one repository per round, while below capacity. */
+/*
+ * New work, one repository per round, while below capacity. A round that
+ * passed its repository over did something too: the next one goes on.
+ */
 static StopReason
 new_work(EnqueueContext *ctx, Handled *handled)
 {

@@ -7,6 +7,9 @@
  *   already running (425/409) marked as running, no retry spent
  *   too many imports (429)    nothing yet; the (start_max_retries + 1)-th
  *                             in a row aborts; a Retry-After is recorded
+ *   not ready (429 with the   the same, but it concerns this repository
+ *   registry's cool-down      alone: its Retry-After is not recorded, and
+ *   code)                     the enqueuer goes on with the others
  *   no usable answer          nothing, no retry spent
  *   anything else             the start is recorded, then aborted
  */
@@ -51,8 +54,11 @@ apply_simple(const Start *st, MigrationEvent event, const EventNote *note, Summa
 	change_listed(st->repo, &request, note, st->settings, st->summary, list);
 }
 
-/* 429: back-pressure; the (start_max_retries + 1)-th in a row aborts. */
-static void
+/*
+ * 429: nothing changes but the count of 429s in a row; the
+ * (start_max_retries + 1)-th aborts. Returns whether it aborted.
+ */
+static bool
 too_many_imports(const Start *st, const RegistryAnswer *a, const EventNote *note)
 {
 	Repository *repo = st->repo;
@@ -67,12 +73,22 @@ too_many_imports(const Start *st, const RegistryAnswer *a, const EventNote *note
 	{
 		EventNote	limit_note = *note;
 
-		limit_note.detail = psprintf("%d consecutive answers \"too many imports\"", count);
+		limit_note.detail = a->answer == ANSWER_NOT_READY
+			? psprintf("%d consecutive answers \"too many imports\", the last one "
+					   "\"repository not ready\"", count)
+			: psprintf("%d consecutive answers \"too many imports\"", count);
 		repository_set_consecutive_429s(repo, 0);
 		start_then_abort(st, &limit_note);
-		return;
+		return true;
 	}
 	repository_set_consecutive_429s(repo, count);
+	return false;
+}
+
+HandleOutcome
+unavailable_outcome(const RegistryAnswer *answer)
+{
+	return answer->registry_down ? HANDLED_REGISTRY_DOWN : HANDLED_FAILED_ANSWER;
 }
 
 HandleOutcome
@@ -86,8 +102,9 @@ start_step(Repository *repo, bool final, const MigrationSettings *settings,
 	EventNote	note = {.cause = cause, .http_status = (int) a.http_status,
 	.detail = a.problem};
 
-	/* Any real answer but a 429 ends a run of 429s. */
-	if (a.answer != ANSWER_TOO_MANY_IMPORTS && a.answer != ANSWER_UNAVAILABLE)
+	/* Any usable answer but a 429 ends a run of 429s; a failed answer does not. */
+	if (a.answer != ANSWER_TOO_MANY_IMPORTS && a.answer != ANSWER_NOT_READY &&
+		a.answer != ANSWER_UNAVAILABLE)
 		repository_set_consecutive_429s(repo, 0);
 
 	switch (a.answer)
@@ -109,8 +126,11 @@ start_step(Repository *repo, bool final, const MigrationSettings *settings,
 		case ANSWER_TOO_MANY_IMPORTS:
 			too_many_imports(&st, &a, &note);
 			return HANDLED_TOO_MANY_IMPORTS;
+		case ANSWER_NOT_READY:
+			/* Aborted at the limit, it is handled; else passed over this cycle. */
+			return too_many_imports(&st, &a, &note) ? HANDLED : HANDLED_NOT_READY;
 		case ANSWER_UNAVAILABLE:
-			return HANDLED_UNAVAILABLE; /* nothing changes, no retry spent */
+			return unavailable_outcome(&a); /* nothing changes, no retry spent */
 		case ANSWER_OK:
 		case ANSWER_REFUSED:
 			start_then_abort(&st, &note);

@@ -16,10 +16,15 @@
 /* How handling one repository went, for the enqueuer's next round. */
 typedef enum HandleOutcome
 {
-	HANDLED,
-	HANDLED_TOO_MANY_IMPORTS,	/* the registry answered 429: stop starting */
-	HANDLED_UNAVAILABLE			/* no usable answer: stop the cycle */
+	HANDLED,					/* on a usable answer */
+	HANDLED_TOO_MANY_IMPORTS,	/* a registry-wide 429: stop starting */
+	HANDLED_NOT_READY,			/* a 429 about this repository alone: pass it over */
+	HANDLED_FAILED_ANSWER,		/* a connection, but no usable answer: pass it over */
+	HANDLED_REGISTRY_DOWN		/* no connection could be made: stop the cycle */
 } HandleOutcome;
+
+/* The outcome of a request the registry gave no usable answer to. */
+extern HandleOutcome unavailable_outcome(const RegistryAnswer *answer);
 
 /*
  * Request a pre-import (final = false) or a final import of the locked

@@ -20,6 +20,8 @@ static const char *const list_keys[SL_COUNT] = {
 	[SL_CANCELED] = "canceled",
 	[SL_MARKED] = "marked",
 	[SL_LEFT_ALONE] = "left_alone",
+	[SL_UNAVAILABLE] = "unavailable",
+	[SL_NOT_READY] = "not_ready",
 	[SL_ERRORS] = "errors",
 };
 
@@ -41,15 +43,17 @@ stop_reason_name(StopReason reason)
 }
 
 /*
- * Which lists each kind of cycle reports: the guard never retries or starts
- * new work, the enqueuer never cancels, marks or leaves a step alone.
+ * Which lists each kind of cycle reports: the guard never retries, starts
+ * new work or passes a repository over; the enqueuer never cancels, marks
+ * or leaves a step alone.
  */
 static bool
 list_reported(CycleKind kind, SummaryList list)
 {
 	if (kind == CYCLE_ENQUEUER)
 		return list != SL_CANCELED && list != SL_MARKED && list != SL_LEFT_ALONE;
-	return list != SL_RETRIED && list != SL_STARTED;
+	return list != SL_RETRIED && list != SL_STARTED && list != SL_UNAVAILABLE &&
+		list != SL_NOT_READY;
 }
 
 /* The key of an element's second member, or NULL when elements are paths. */

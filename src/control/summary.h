@@ -21,6 +21,8 @@ typedef enum SummaryList
 	SL_CANCELED,
 	SL_MARKED,
 	SL_LEFT_ALONE,
+	SL_UNAVAILABLE,				/* enqueuer: passed over, no usable answer */
+	SL_NOT_READY,				/* enqueuer: passed over, the registry's cool-down */
 	SL_ERRORS
 } SummaryList;
 

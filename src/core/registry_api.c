@@ -11,6 +11,7 @@
 #include <curl/curl.h>
 
 #include "core/path.h"
+#include "core/registry_json.h"
 
 static const char *const answer_names[] = {
 	[ANSWER_OK] = "ok",
@@ -19,6 +20,7 @@ static const char *const answer_names[] = {
 	[ANSWER_NOT_FOUND] = "not found",
 	[ANSWER_ALREADY_RUNNING] = "already running",
 	[ANSWER_TOO_MANY_IMPORTS] = "too many imports",
+	[ANSWER_NOT_READY] = "repository not ready",
 	[ANSWER_UNAVAILABLE] = "registry unavailable",
 	[ANSWER_REFUSED] = "refused",
 };
@@ -156,6 +158,17 @@ classify_start(long code)
 	}
 	/* 400, 424, any other 4xx, another 2xx or a 1xx: an unusable answer. */
 	return ANSWER_REFUSED;
+}
+
+AnswerClass
+classify_start_429(const char *body, size_t len)
+{
+	char		code[REGISTRY_STATUS_MAX + 1];
+
+	if (body != NULL && json_first_error_code(body, len, code) &&
+		strcmp(code, REGISTRY_CODE_NOT_READY) == 0)
+		return ANSWER_NOT_READY;
+	return ANSWER_TOO_MANY_IMPORTS;
 }
 
 AnswerClass

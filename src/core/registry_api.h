@@ -31,7 +31,8 @@ typedef enum AnswerClass
 	ANSWER_ALREADY_IMPORTED,	/* 200 to a start */
 	ANSWER_NOT_FOUND,			/* 404 */
 	ANSWER_ALREADY_RUNNING,		/* 425 (pre-import) or 409 (import) to a start */
-	ANSWER_TOO_MANY_IMPORTS,	/* 429 to a start */
+	ANSWER_TOO_MANY_IMPORTS,	/* 429 to a start: the registry is full */
+	ANSWER_NOT_READY,			/* 429 to a start: this repository is not ready yet */
 	ANSWER_UNAVAILABLE,			/* no usable answer: says nothing about the repository */
 	ANSWER_REFUSED				/* 400, 424, another 4xx, or an unusable answer */
 } AnswerClass;
@@ -59,6 +60,17 @@ extern char *registry_call_url(const char *base, RegistryCall call, const char *
  * arrived (connection refused, timeout, TLS, not HTTP, truncated, ...).
  */
 extern AnswerClass classify_answer(RegistryCall call, bool transport_ok, long http_status);
+
+/* The error code of a 429 that concerns one repository, not the registry. */
+#define REGISTRY_CODE_NOT_READY "IMPORT_REPOSITORY_NOT_READY"
+
+/*
+ * Refine a 429 to a start by the error code of its body (the registry's
+ * error envelope): ANSWER_NOT_READY for REGISTRY_CODE_NOT_READY (the
+ * cool-down after a canceled pre-import), ANSWER_TOO_MANY_IMPORTS for any
+ * other code, no code, or a body that cannot be read.
+ */
+extern AnswerClass classify_start_429(const char *body, size_t len);
 
 /*
  * A Retry-After value, as seconds to wait from now: delta-seconds or an

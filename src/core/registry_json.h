@@ -1,7 +1,7 @@
 /*
- * registry_json.h — the two things the extension reads from registry
- * answers: the "status" string of an import status, and the number of tags
- * of a tag list page.
+ * registry_json.h — the three things the extension reads from registry
+ * answers: the "status" string of an import status, the number of tags of a
+ * tag list page, and the code of the first error of an error answer.
  *
  * Pure C (no server headers), unit-tested under sanitizers. The registry is
  * not trusted, so the reader is iterative with a fixed depth limit, checks
@@ -41,5 +41,16 @@ extern bool json_status_member(const char *body, size_t len,
  * another type. The last "tags" member counts.
  */
 extern int64_t json_tags_count(const char *body, size_t len);
+
+/*
+ * The "code" string of the first element of the top-level "errors" array
+ * (the registry's error envelope {"errors":[{"code": ...}]}), copied to out
+ * when it is at most REGISTRY_STATUS_MAX bytes. False when the body is not
+ * one valid JSON object, "errors" is missing, not an array or empty, or its
+ * first element is not an object with such a string: all mean "no code".
+ * Later elements are never read. Repeated names: the last one counts.
+ */
+extern bool json_first_error_code(const char *body, size_t len,
+								  char out[REGISTRY_STATUS_MAX + 1]);
 
 #endif

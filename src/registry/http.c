@@ -109,6 +109,12 @@ finish(HttpTransfer *t, Running *r, CURLcode rc, const char *failure)
 	t->body_len = r->body && !t->body_too_large ? r->body_len : 0;
 	t->retry_after = r->retry_after ? pstrdup(r->retry_after) : NULL;
 	t->link = r->link ? pstrdup(r->link) : NULL;
+	/*
+	 * Only the first hop goes to the registry's own server: a redirect
+	 * target that cannot be reached says nothing about the registry.
+	 */
+	t->never_connected = !t->answered && failure == NULL && r->redirects == 0 &&
+		http_never_connected(r->easy, rc);
 	if (t->answered)
 		t->failure = NULL;
 	else

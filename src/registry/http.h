@@ -35,6 +35,8 @@ typedef struct HttpTransfer
 	char	   *retry_after;	/* Retry-After header value, or NULL */
 	char	   *link;			/* Link header value, or NULL */
 	char	   *failure;		/* why there is no answer, or NULL */
+	/* no answer because no connection to the server could be made at all */
+	bool		never_connected;
 } HttpTransfer;
 
 /*

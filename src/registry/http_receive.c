@@ -121,6 +121,48 @@ http_status_code(CURL *easy)
 	return code;
 }
 
+/*
+ * Whether the transfer got a connection: TCP connected, and for https the
+ * TLS handshake done too.
+ */
+static bool
+connection_made(CURL *easy)
+{
+	curl_off_t	connected = 0;
+	curl_off_t	handshake_done = 0;
+	char	   *scheme = NULL;
+
+	curl_easy_getinfo(easy, CURLINFO_CONNECT_TIME_T, &connected);
+	if (connected == 0)
+		return false;
+	curl_easy_getinfo(easy, CURLINFO_SCHEME, &scheme);
+	if (scheme == NULL || pg_strcasecmp(scheme, "https") != 0)
+		return true;
+	curl_easy_getinfo(easy, CURLINFO_APPCONNECT_TIME_T, &handshake_done);
+	return handshake_done != 0;
+}
+
+bool
+http_never_connected(CURL *easy, CURLcode rc)
+{
+	switch (rc)
+	{
+		case CURLE_COULDNT_RESOLVE_HOST:
+		case CURLE_COULDNT_RESOLVE_PROXY:
+		case CURLE_COULDNT_CONNECT:
+		case CURLE_SSL_CONNECT_ERROR:
+		case CURLE_PEER_FAILED_VERIFICATION:
+		case CURLE_SSL_CERTPROBLEM:
+		case CURLE_SSL_CIPHER:
+		case CURLE_SSL_CACERT_BADFILE:
+			return true;
+		case CURLE_OPERATION_TIMEDOUT:
+			return !connection_made(easy);
+		default:
+			return false;
+	}
+}
+
 /* Where a timed-out transfer was, from what it had received. */
 static const char *
 timeout_phase(CURL *easy)

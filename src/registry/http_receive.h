@@ -40,6 +40,14 @@ extern void http_forget_answer(Running *r);
 /* The HTTP status of the last answer, 0 when none arrived. */
 extern long http_status_code(CURL *easy);
 
+/*
+ * Whether a transfer that ended with rc never got a connection to its
+ * server: the name did not resolve, the connection was refused or timed
+ * out, or the TLS handshake failed. Anything after that (a timeout while
+ * waiting, a reset, a truncated or non-HTTP answer) had a connection.
+ */
+extern bool http_never_connected(CURL *easy, CURLcode rc);
+
 /* Why a transfer has no answer, as one phrase (palloc'd). */
 extern char *http_describe_failure(CURL *easy, CURLcode rc, const Running *r);
 

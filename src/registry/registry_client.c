@@ -165,8 +165,12 @@ interpret(RegistryCall call, const HttpTransfer *t)
 	RegistryAnswer a = {0};
 
 	a.answer = classify_answer(call, t->answered, t->http_status);
+	a.registry_down = a.answer == ANSWER_UNAVAILABLE && t->never_connected;
 	a.http_status = t->answered ? t->http_status : 0;
 	a.tags = -1;
+	/* A 429 about this repository alone: its Retry-After is not registry-wide. */
+	if (a.answer == ANSWER_TOO_MANY_IMPORTS)
+		a.answer = classify_start_429(t->body, t->body_len);
 	a.problem = describe(t, a.answer);
 	if (a.answer == ANSWER_TOO_MANY_IMPORTS)
 		read_retry_after(t, &a);

@@ -12,12 +12,18 @@
 typedef struct RegistryAnswer
 {
 	AnswerClass answer;
+	/*
+	 * ANSWER_UNAVAILABLE only: true when the registry is down (no connection
+	 * could be made at all), false for a failed answer (a connection was
+	 * made, but what came back is not usable).
+	 */
+	bool		registry_down;
 	long		http_status;	/* 0 when no HTTP answer arrived */
 	/* status calls: the registry's status string; NULL when unusable */
 	char	   *registry_status;
 	/* tag calls: tags counted (up to the limit asked for); -1 when unusable */
 	int64		tags;
-	/* 429: the registry's Retry-After, as seconds from now */
+	/* 429 "too many imports": the registry's Retry-After, as seconds from now */
 	bool		has_retry_after;
 	int64		retry_after_s;
 	/* what went wrong, for errors, logs and the event log; NULL when fine */

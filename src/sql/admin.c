@@ -204,8 +204,13 @@ rm_retry(PG_FUNCTION_ARGS)
 	if (status.answer == ANSWER_UNAVAILABLE)
 		registry_unavailable_error("retry", repo.path, &status);
 	outcome = retry_aborted(&repo, &status, &settings, CAUSE_ADMIN, &summary);
-	if (outcome == HANDLED_UNAVAILABLE)
+	if (outcome == HANDLED_FAILED_ANSWER || outcome == HANDLED_REGISTRY_DOWN)
 		registry_unavailable_error("retry", repo.path, &status);
+	if (outcome == HANDLED_NOT_READY)
+		ereport(WARNING,
+				(errmsg("the registry is not ready to import repository \"%s\" yet; it was not retried",
+						repo.path),
+				 errhint("A canceled import may still be winding down; the enqueuer retries it later.")));
 	if (outcome == HANDLED_TOO_MANY_IMPORTS)
 		ereport(WARNING,
 				(errmsg("the registry is running too many imports; repository \"%s\" was not retried",

@@ -376,7 +376,7 @@ sub respond { my ($code, %more) = @_; return { type => 'respond', code => $code,
 sub paths_of { return [ map { ref $_ ? $_->{path} : $_ } @{ $_[0] } ] }
 
 # The lists of an enqueuer summary.
-sub summary_lists { return qw(final_imports retried started finished skipped aborted errors) }
+sub summary_lists { return qw(final_imports retried started finished skipped aborted errors unavailable not_ready) }
 
 sub lists_empty
 {

@@ -207,6 +207,11 @@ sub faults         { return $_[0]->_control('GET', 'faults') }
 sub clear_faults   { return $_[0]->_control('DELETE', 'faults') }
 sub reset          { return $_[0]->_control('POST', 'reset') }
 
+# "Registry down": the simulator refuses new connections for $seconds (and
+# answers nothing on the ones already open), then accepts them again. reset()
+# ends it early, through a connection opened before.
+sub down           { return $_[0]->_control('POST', 'down', { seconds => $_[1] }) }
+
 # Rules: { match => {method, kind, path, import_type}, times => N, action => {type => ...} }
 sub set_faults
 {

@@ -1470,6 +1470,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             return self.send_json(503, error_envelope("UNAVAILABLE", "registry shutting down"),
                                   {"Connection": "close"})
+        if self.server.is_down():
+            # A connection opened before the registry went down: closed
+            # without an answer, so a client that retries on a fresh
+            # connection finds it refused, as it would for a registry down.
+            entry["fault"] = "down"
+            self.close_connection = True
+            return
         latency = app.config["latency_ms"]
         if latency:
             app.stop_event.wait(latency / 1000)
@@ -1827,7 +1834,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             or app.notifier.faults_json(),
             ("GET", "config"): app.config_json,
             ("POST", "config"): lambda: app.configure(body) or app.config_json(),
-            ("POST", "reset"): lambda: app.reset() or {"reset": True},
+            ("POST", "reset"): lambda: self.server.come_up() or app.reset() or {"reset": True},
+            ("POST", "down"): lambda: self.server.go_down(as_down_seconds(body)),
         }
         handler = handlers.get((method, route))
         if handler is None:
@@ -1843,6 +1851,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         data["faults"] = app.faults.to_json()
         data["notification_faults"] = app.notifier.faults_json()
         return data
+
+
+def as_down_seconds(body):
+    seconds = body.get("seconds") if isinstance(body, dict) else None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) \
+            or not 0 < seconds <= 3600:
+        raise UserError("down: expected {\"seconds\": S} with 0 < S <= 3600")
+    return float(seconds)
 
 
 def require(body, key, kind):
@@ -1875,6 +1891,57 @@ class SimulatorServer(http.server.ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         super().__init__(address, Handler)
         self.app = app
+        self.down_lock = threading.Lock()
+        self.down_until = None      # monotonic clock; None: accepting connections
+        self.up_timer = None
+
+    # -- "registry down": no connection can be made for a while ----------------
+    # The listening socket is closed, so a connect is refused, and opened again
+    # on the same port later. Its descriptor number is kept (dup2), because
+    # serve_forever watches that number.
+
+    def is_down(self):
+        with self.down_lock:
+            return self.down_until is not None
+
+    def go_down(self, seconds):
+        with self.down_lock:
+            if self.down_until is None:
+                # Stop listening now: a close alone waits for the accept
+                # thread's poll to let go of the socket.
+                self.socket.shutdown(socket.SHUT_RDWR)
+                placeholder = socket.socket(self.address_family, socket.SOCK_STREAM)
+                os.dup2(placeholder.fileno(), self.socket.fileno())
+                placeholder.close()
+            if self.up_timer is not None:
+                self.up_timer.cancel()
+            self.down_until = time.monotonic() + seconds
+            self.up_timer = threading.Timer(seconds, self.come_up)
+            self.up_timer.daemon = True
+            self.up_timer.start()
+            return {"down_seconds": seconds}
+
+    def come_up(self):
+        with self.down_lock:
+            if self.down_until is None:
+                return
+            fresh = socket.socket(self.address_family, socket.SOCK_STREAM)
+            fresh.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            fresh.bind(self.server_address)
+            fresh.listen(self.request_queue_size)
+            os.dup2(fresh.fileno(), self.socket.fileno())
+            fresh.close()
+            self.down_until = None
+            if self.up_timer is not None:
+                self.up_timer.cancel()
+                self.up_timer = None
+
+    def get_request(self):
+        if self.is_down():
+            # The placeholder socket polls as ready; do not spin on it.
+            time.sleep(0.05)
+            raise OSError("the simulated registry is down")
+        return super().get_request()
 
 
 # ---------------------------------------------------------------------------

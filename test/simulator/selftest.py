@@ -300,8 +300,9 @@ class RegistryBehaviour(unittest.TestCase):
         code, _, body = sim.cancel("g/c")
         self.assertEqual((code, body["status"]), (202, "pre_import_canceled"))
         for import_type in ("pre", "final"):
-            code, headers, _ = sim.start("g/c", import_type)
-            self.assertEqual(code, 429, import_type)
+            code, headers, body = sim.start("g/c", import_type)
+            self.assertEqual((code, errors_code(body)), (429, "IMPORT_REPOSITORY_NOT_READY"),
+                             import_type)
             self.assertEqual(headers["Retry-After"], "7")
         time.sleep(0.7)
         self.assertEqual(sim.start("g/c", "pre")[0], 202)
@@ -701,6 +702,50 @@ class Faults(unittest.TestCase):
             response.read()
             self.assertEqual(response.status, expected)
         connection.close()
+
+    def test_registry_down_refuses_connections_then_comes_back(self):
+        # A connection opened before: its registry requests get no answer
+        # while down (a client retrying on a fresh connection is refused).
+        kept = self.sim.connection()
+        kept.request("GET", "/gitlab/v1/import/g/a/")
+        kept.getresponse().read()
+        self.assertEqual(self.sim.control("POST", "down", {"seconds": 1.5}),
+                         {"down_seconds": 1.5})
+        with self.assertRaises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", self.sim.port), timeout=2).close()
+        kept.request("GET", "/gitlab/v1/import/g/a/")
+        with self.assertRaises((http.client.RemoteDisconnected, ConnectionError)):
+            kept.getresponse()
+        kept.close()
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                code, _, body = self.sim.status("g/a")
+                break
+            except ConnectionRefusedError:
+                self.assertLess(time.monotonic(), deadline, "still refusing after 5 s")
+                time.sleep(0.1)
+        self.assertEqual((code, body["status"]), (200, "pre_import_complete"))
+        downs = [e for e in self.sim.control("GET", "requests") if e["fault"] == "down"]
+        self.assertEqual(len(downs), 1)
+        # Accepting again, for good.
+        self.assertEqual(self.sim.status("g/b")[0], 404)
+
+    def test_registry_down_ends_at_reset(self):
+        # The control API answers on a connection opened before going down.
+        kept = self.sim.connection()
+        kept.request("GET", "/_sim/health")
+        kept.getresponse().read()
+        self.sim.control("POST", "down", {"seconds": 60})
+        with self.assertRaises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", self.sim.port), timeout=2).close()
+        kept.request("POST", "/_sim/reset", body="")
+        response = kept.getresponse()
+        response.read()
+        self.assertEqual(response.status, 200)
+        kept.close()
+        self.assertEqual(self.sim.status("g/a")[0], 404)
+        self.sim.control("POST", "down", {"seconds": 0}, expect=400)
 
     def test_latency(self):
         self.sim.control("POST", "config", {"latency_ms": 200})

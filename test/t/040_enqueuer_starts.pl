@@ -1,6 +1,7 @@
 # The enqueue cycle against the registry simulator, part 1: what each answer
 # to a start (pre-import or final import) changes, and which answers mean
-# that the registry is unavailable (nothing changes, no retry spent).
+# that the registry is unavailable (nothing changes, no retry spent, the
+# repository is passed over for the rest of the cycle).
 #
 # Everything asserted is what a user can see: the cycle summaries, the
 # repositories' rows, the event log, the requests the simulator received and
@@ -128,7 +129,8 @@ is(join(' ', $r->{state}, $r->{aborted_in_state}, $r->{retries_count}), 'import_
 	'424 to a final import: aborted in importing');
 ok($r->{import_started_set}, '... import_started_at recorded');
 
-# Registry unavailable: nothing changes, no retry, the cycle stops.
+# Registry unavailable: nothing changes, no retry; the repository is passed
+# over and the cycle goes on with the next one.
 my %unavailable = (
 	'503' => respond(503),
 	'401' => respond(401),
@@ -144,12 +146,13 @@ for my $name (sort keys %unavailable)
 	$sim->set_faults(fault({ kind => 'start', path => 'down/a' }, $unavailable{$name}));
 	my $t0 = time();
 	($s, $log) = enqueue_logged($name eq 'hang' ? "SET registry_migration.request_timeout = '300ms';" : '');
-	is($s->{stopped}, 'registry_unavailable', "$name: stopped registry_unavailable");
-	ok(lists_empty($s), "$name: nothing listed") or diag explain $s;
-	is_deeply($log, ['PUT start down/a import_type=pre'], "$name: no other request after it");
+	is_deeply([ $s->{stopped}, $s->{unavailable}, $s->{started} ], [ 'nothing_to_do', ['down/a'], ['down/b'] ],
+		"$name: passed over, listed unavailable; the cycle goes on");
+	is_deeply($log, [ 'PUT start down/a import_type=pre', 'PUT start down/b import_type=pre' ],
+		"$name: the next repository is asked for");
 	$r = repo('down/a');
 	is("$r->{state} $r->{retries_count}", 'default 0', "$name: the repository did not change, no retry");
-	is(event_count(), '0', "$name: no event");
+	is(events_of('down/a'), '', "$name: no event");
 	cmp_ok(time() - $t0, '<', 4, "$name: the cycle did not wait for the hung answer") if $name eq 'hang';
 }
 
@@ -165,39 +168,39 @@ like($err, qr/22023: registry_migration.registry_url is not set/, 'empty registr
 is(state_of('nourl/a') . ' ' . event_count() . ' ' . scalar(@{ $sim->requests }), 'default 0 0', '... nothing changed, nothing sent');
 
 # ... also when it is a final import, a status or a tag list that gets no answer.
-fresh(max_tags_count => 5);
-$sim->add_repositories({ path => 'down/fin', status => 'pre_import_complete' },
-	{ path => 'down/ab', status => 'pre_import_failed' }, { path => 'down/new' });
-db_pre_import_done('down/fin', '1 hour');
-db_aborted('down/ab', '1 hour');
-db_add('down/new');
-$sim->set_faults(fault({ kind => 'start' }, respond(503), 1));
-($s, $log) = enqueue_logged();
-is_deeply([ $s->{stopped}, $log ], [ 'registry_unavailable', ['PUT start down/fin import_type=final'] ],
-	'final import answered 503: the cycle stops at once');
+sub three_kinds
+{
+	fresh(max_tags_count => 5);
+	$sim->add_repositories({ path => 'down/fin', status => 'pre_import_complete' },
+		{ path => 'down/ab', status => 'pre_import_failed' }, { path => 'down/new' });
+	db_pre_import_done('down/fin', '1 hour');
+	db_aborted('down/ab', '1 hour');
+	db_add('down/new');
+	$sim->set_faults(@_);
+	return enqueue_logged();
+}
+($s, $log) = three_kinds(fault({ kind => 'start', path => 'down/fin' }, respond(503)));
+is_deeply([ $s->{stopped}, $s->{unavailable}, $s->{retried}, $s->{started} ],
+	[ 'nothing_to_do', ['down/fin'], ['down/ab'], ['down/new'] ],
+	'final import answered 503: passed over, the others are handled');
 is(state_of('down/fin'), 'pre_import_done', '... the repository keeps its state');
-$sim->set_faults(fault({ kind => 'status' }, respond(500), 1));
-($s, $log) = enqueue_logged();
-is_deeply([ $s->{stopped}, $log ],
-	[ 'registry_unavailable', [ 'PUT start down/fin import_type=final', 'GET status down/ab' ] ],
-	'status of an aborted repository answered 500: the cycle stops');
+($s, $log) = three_kinds(fault({ kind => 'status' }, respond(500)));
+is_deeply([ $s->{stopped}, $s->{final_imports}, $s->{unavailable}, $s->{started} ],
+	[ 'nothing_to_do', ['down/fin'], ['down/ab'], ['down/new'] ],
+	'status of an aborted repository answered 500: passed over');
+ok(!grep({ m{PUT start down/ab} } @$log), '... no start is sent for it');
 $r = repo('down/ab');
 is("$r->{state} $r->{retries_count}", 'import_aborted 1', '... no retry spent');
 # (libcurl sends a request again once when a reused connection is closed
 # without an answer, so the fault stays on.)
-for my $answer (respond(429), respond(408), { type => 'truncate' }, { type => 'garbage' })
+for my $answer (respond(429), respond(408), { type => 'truncate' }, { type => 'garbage' }, { type => 'drop' })
 {
-	$sim->set_faults(fault({ kind => 'tags' }, $answer));
-	($s, $log) = enqueue_logged();
+	($s, $log) = three_kinds(fault({ kind => 'tags' }, $answer));
 	my $what = $answer->{code} // $answer->{type};
-	is_deeply([ $s->{stopped}, $log->[-1] ], [ 'registry_unavailable', 'GET tags down/new n=6' ],
-		"tag list answered $what: registry unavailable, the cycle stops");
+	is_deeply([ $s->{stopped}, $s->{unavailable}, $log->[-1] ], [ 'nothing_to_do', ['down/new'], 'GET tags down/new n=6' ],
+		"tag list answered $what: registry unavailable, passed over");
+	ok(!grep({ /PUT start down\/new/ } @$log), "$what: no start is sent");
 }
-$sim->set_faults(fault({ kind => 'tags' }, { type => 'drop' }));
-($s, $log) = enqueue_logged();
-is_deeply([ $s->{stopped}, $log->[-1] ], [ 'registry_unavailable', 'GET tags down/new n=6' ],
-	'tag list without an answer: the cycle stops');
-ok(!grep({ /PUT start down\/new/ } @$log), '... and no start is sent');
 is(state_of('down/new'), 'default', '... the repository keeps its state');
 
 end_test();

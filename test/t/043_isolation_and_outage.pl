@@ -101,7 +101,7 @@ for (1 .. 4)
 	$seen{'guard aborted'}++ if @{ $g->{aborted} } || @{ $g->{skipped} };
 }
 is_deeply([ sort keys %seen ], [ 'enqueuer registry_unavailable', 'guard left alone 3 of 3' ],
-	'during the outage: the enqueuer stops at once, the guard leaves every stale repository alone');
+	'during the outage: the enqueuer stops after three failed answers in a row, the guard leaves every stale repository alone');
 is(sql("SELECT count(*) FROM registry_migration.events WHERE id > $outage_start"), '0', '... nothing changed');
 $sim->clear_faults;
 $deadline = time() + 30;

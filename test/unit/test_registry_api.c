@@ -171,6 +171,31 @@ test_classification(void)
 }
 
 static void
+check_429(const char *body, AnswerClass want)
+{
+	CHECK_STR_EQ(answer_class_name(classify_start_429(body, body ? strlen(body) : 0)),
+				 answer_class_name(want), "429 with %s", body ? body : "no body");
+}
+
+/* Only the repository's cool-down is not registry-wide back-pressure. */
+static void
+test_start_429(void)
+{
+	check_429("{\"errors\":[{\"code\":\"IMPORT_REPOSITORY_NOT_READY\",\"message\":\"m\"}]}",
+			  ANSWER_NOT_READY);
+	check_429("{\"errors\":[{\"code\":\"IMPORT_RATE_LIMIT\",\"message\":\"m\"}]}",
+			  ANSWER_TOO_MANY_IMPORTS);
+	check_429("{\"errors\":[{\"code\":\"IMPORT_RATE_LIMIT\"},{\"code\":\"IMPORT_REPOSITORY_NOT_READY\"}]}",
+			  ANSWER_TOO_MANY_IMPORTS);
+	check_429("{\"errors\":[{\"code\":\"import_repository_not_ready\"}]}", ANSWER_TOO_MANY_IMPORTS);
+	check_429("{\"errors\":[{\"message\":\"IMPORT_REPOSITORY_NOT_READY\"}]}", ANSWER_TOO_MANY_IMPORTS);
+	check_429("{\"errors\":[{\"code\":\"IMPORT_REPOSITORY_NOT_READY\"}]", ANSWER_TOO_MANY_IMPORTS);
+	check_429("IMPORT_REPOSITORY_NOT_READY", ANSWER_TOO_MANY_IMPORTS);
+	check_429("", ANSWER_TOO_MANY_IMPORTS);
+	check_429(NULL, ANSWER_TOO_MANY_IMPORTS);
+}
+
+static void
 check_retry_after(const char *value, time_t now, bool ok, long long want)
 {
 	int64_t		seconds = -12345;
@@ -229,6 +254,7 @@ test_registry_api(void)
 	test_urls();
 	test_urls_refused();
 	test_classification();
+	test_start_429();
 	test_retry_after();
 	test_link();
 }

@@ -331,6 +331,68 @@ test_tags(void)
 	check_tags("", -1);
 }
 
+static void
+check_code(const char *body, const char *want)
+{
+	char		out[REGISTRY_STATUS_MAX + 1];
+
+	CHECK_STR_EQ(json_first_error_code(body, strlen(body), out) ? out : NULL, want,
+				 "error code of %s", body);
+}
+
+/* The code of the first error of the registry's error envelope, and nothing else. */
+static void
+test_error_code(void)
+{
+	char		deep[4096];
+	size_t		o = 0;
+
+	check_code("{\"errors\":[{\"code\":\"IMPORT_RATE_LIMIT\",\"message\":\"m\",\"detail\":null}]}",
+			   "IMPORT_RATE_LIMIT");
+	check_code("{\"errors\" : [ {\"message\":\"m\", \"code\" : \"IMPORT_REPOSITORY_NOT_READY\"} ] }",
+			   "IMPORT_REPOSITORY_NOT_READY");
+	/* The first element only, whatever the others say. */
+	check_code("{\"errors\":[{\"code\":\"A\"},{\"code\":\"B\"}]}", "A");
+	check_code("{\"errors\":[{\"message\":\"no code\"},{\"code\":\"B\"}]}", NULL);
+	check_code("{\"errors\":[\"A\",{\"code\":\"B\"}]}", NULL);
+	check_code("{\"errors\":[[\"code\",\"A\"]]}", NULL);
+	check_code("{\"errors\":[{\"code\":\"A\"},[\"B\"]]}", "A");
+	/* Members of the element only, not deeper ones nor elsewhere. */
+	check_code("{\"errors\":[{\"detail\":{\"code\":\"B\"}}]}", NULL);
+	check_code("{\"errors\":[{\"detail\":{\"code\":\"B\"},\"code\":\"A\"}]}", "A");
+	check_code("{\"code\":\"A\",\"errors\":[]}", NULL);
+	check_code("{\"x\":{\"errors\":[{\"code\":\"A\"}]}}", NULL);
+	/* Repeated names: the last one counts. */
+	check_code("{\"errors\":[{\"code\":\"A\",\"code\":\"B\"}]}", "B");
+	check_code("{\"errors\":[{\"code\":\"A\"}],\"errors\":[{\"message\":\"m\"}]}", NULL);
+	check_code("{\"errors\":[{\"code\":\"A\"}],\"errors\":{\"x\":[\"B\"]}}", NULL);
+	/* A code that is not a short string is no code. */
+	check_code("{\"errors\":[{\"code\":1}]}", NULL);
+	check_code("{\"errors\":[{\"code\":null}]}", NULL);
+	check_code("{\"errors\":[{\"code\":[\"A\"]}]}", NULL);
+	check_code("{\"errors\":[{\"code\":{\"x\":\"A\"}}]}", NULL);
+	check_code("{\"errors\":[{\"code\":\""
+			   "0123456789012345678901234567890123456789012345678901234567890123456789\"}]}", NULL);
+	/* No envelope, or not valid JSON: no code. */
+	check_code("{\"errors\":[]}", NULL);
+	check_code("{\"errors\":{\"code\":\"A\"}}", NULL);
+	check_code("{\"errors\":[{\"code\":\"A\"}]", NULL);
+	check_code("{\"errors\":[{\"code\":\"A\"}]} x", NULL);
+	check_code("{\"errors\":[{\"code\":\"A\xff\"}]}", NULL);
+	check_code("[{\"code\":\"A\"}]", NULL);
+	check_code("too many imports", NULL);
+	check_code("", NULL);
+	/* Nesting past the limit makes the whole body unusable, even after the code. */
+	o += (size_t) sprintf(deep + o, "{\"errors\":[{\"code\":\"A\"}],\"x\":");
+	for (int i = 0; i < JSON_MAX_DEPTH; i++)
+		deep[o++] = '[';
+	for (int i = 0; i < JSON_MAX_DEPTH; i++)
+		deep[o++] = ']';
+	deep[o++] = '}';
+	deep[o] = '\0';
+	check_code(deep, NULL);
+}
+
 void
 test_registry_json(void)
 {
@@ -338,6 +400,7 @@ test_registry_json(void)
 	test_status_unusable();
 	test_nul_bytes();
 	test_utf8();
+	test_error_code();
 	test_status_length();
 	test_duplicate_members();
 	test_depth();
