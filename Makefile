@@ -43,6 +43,10 @@ include $(PGXS)
 # The User-Agent carries the version: a new EXTVERSION rebuilds it.
 src/registry/http.o: Makefile
 
+# PGXS tracks no header dependencies: a changed header (a struct that grew)
+# rebuilds every object, so no object is left with an old layout.
+$(OBJS): $(wildcard src/*.h src/*/*.h)
+
 # The control file, made from its template with default_version =
 # EXTVERSION (rewritten only when that changes). It is made at the top of the
 # source tree, where PGXS installs it from (also in a VPATH build), and it

@@ -93,12 +93,12 @@ rm_reset(PG_FUNCTION_ARGS)
 
 /* Raise 08006: the registry could not answer; nothing changed. */
 static void
-registry_unavailable_error(const char *what, const char *path, const RegistryAnswer *a)
+registry_unavailable_error(const char *what, const char *path, const char *problem)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_CONNECTION_FAILURE),
 			 errmsg("registry unavailable while trying to %s repository \"%s\"", what, path),
-			 errdetail("%s", a->problem)));
+			 errdetail("%s", problem)));
 }
 
 Datum
@@ -127,7 +127,7 @@ rm_cancel(PG_FUNCTION_ARGS)
 		repository_refused_error(&repo, request.event);
 	a = registry_call(force ? CALL_FORCE_CANCEL : CALL_CANCEL, repo.path);
 	if (a.answer == ANSWER_UNAVAILABLE)
-		registry_unavailable_error("cancel", repo.path, &a);
+		registry_unavailable_error("cancel", repo.path, a.problem);
 	if (a.answer != ANSWER_ACCEPTED)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -202,10 +202,14 @@ rm_retry(PG_FUNCTION_ARGS)
 				 errmsg("the root namespace of repository \"%s\" is in the deny list", repo.path)));
 	status = registry_call(CALL_STATUS, repo.path);
 	if (status.answer == ANSWER_UNAVAILABLE)
-		registry_unavailable_error("retry", repo.path, &status);
+		registry_unavailable_error("retry", repo.path, status.problem);
 	outcome = retry_aborted(&repo, &status, &settings, CAUSE_ADMIN, &summary);
+	/* The status was answered; it is the start that got no usable answer. */
 	if (outcome == HANDLED_FAILED_ANSWER || outcome == HANDLED_REGISTRY_DOWN)
-		registry_unavailable_error("retry", repo.path, &status);
+		registry_unavailable_error("retry", repo.path,
+								   outcome == HANDLED_REGISTRY_DOWN
+								   ? "The start request could not reach the registry."
+								   : "The start request got no usable answer.");
 	if (outcome == HANDLED_NOT_READY)
 		ereport(WARNING,
 				(errmsg("the registry is not ready to import repository \"%s\" yet; it was not retried",

@@ -104,6 +104,10 @@ $sim->set_faults({ match => { kind => 'status', path => 'r/off' }, times => 1, a
 like(attempt(q{SELECT registry_migration.retry('r/off')}), qr/^ERROR 08006:/, 'retry, status answered 503: 08006');
 is_deeply([ events('r/off'), row('r/off')->{state}, row('r/off')->{retries_count} ], [ 'import_aborted', 1 ],
 	'... nothing changed');
+$sim->set_faults({ match => { kind => 'start', path => 'r/off' }, times => 1, action => { type => 'respond', code => 503 } });
+like(attempt(q{SELECT registry_migration.retry('r/off')}), qr/^ERROR 08006: .*DETAIL: +The start request got no usable answer\.$/s,
+	'retry, status answered but the start answered 503: 08006 saying the start failed');
+is(row('r/off')->{state} . ' ' . row('r/off')->{retries_count}, 'import_aborted 1', '... nothing changed');
 $sim->clear_faults;
 $sim->clear_requests;
 like(attempt(q{SELECT registry_migration.retry('deny/img')}), qr/^ERROR 55000:/, 'retry of a denied root namespace: 55000');
