@@ -96,6 +96,8 @@ CREATE FUNCTION @extschema@.fold_state_counts() RETURNS bigint
 DECLARE
     folded bigint;
 BEGIN
+    -- Like a writer, so that a TRUNCATE or a recount never runs meanwhile.
+    LOCK TABLE repositories IN ROW EXCLUSIVE MODE;
     -- Rows another transaction is folding, or has folded since this
     -- statement's snapshot, are left alone: the sum written back is exactly
     -- that of the rows deleted here, whatever runs at the same time.
@@ -120,9 +122,17 @@ CREATE FUNCTION @extschema@.count_state_changes() RETURNS trigger
     SET search_path = pg_catalog, @extschema@, pg_temp AS $$
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
-        -- Not DELETE: its snapshot may predate deltas that writers committed
-        -- before this TRUNCATE got its lock (REPEATABLE READ).
-        TRUNCATE state_count_deltas;
+        -- Every writer and every fold holds a lock on repositories that
+        -- this TRUNCATE's lock excludes: no delta is uncommitted now. At
+        -- READ COMMITTED this statement's snapshot, taken after that lock,
+        -- sees them all. At a stricter level the snapshot may be older, and
+        -- only TRUNCATE takes every row (it also keeps readers of the
+        -- counts waiting until the end of the transaction).
+        IF current_setting('transaction_isolation') = 'read committed' THEN
+            DELETE FROM state_count_deltas;
+        ELSE
+            TRUNCATE state_count_deltas;
+        END IF;
         RETURN NULL;
     ELSIF TG_OP = 'INSERT' THEN
         INSERT INTO state_count_deltas (state, delta)
@@ -176,9 +186,8 @@ BEGIN
                   DETAIL = 'At a stricter level the count would use a snapshot taken before its locks, and could miss changes committed in between.',
                   HINT = 'Run it outside an explicit transaction, or in one started with BEGIN ISOLATION LEVEL READ COMMITTED.';
     END IF;
-    -- Writers of repositories and other recounts wait; folds too.
+    -- Writers of repositories, folds and other recounts wait.
     LOCK TABLE repositories IN SHARE ROW EXCLUSIVE MODE;
-    LOCK TABLE state_count_deltas IN EXCLUSIVE MODE;
     RETURN QUERY
     WITH recorded AS (
         SELECT x.state, sum(x.delta) AS total FROM state_count_deltas AS x GROUP BY x.state),
