@@ -23,7 +23,7 @@ OBJS = \
 DATA = $(notdir $(wildcard $(srcdir)/registry_migration--*.sql))
 
 # setup creates the helpers the other files share: it runs first.
-REGRESS = setup states schema paths settings transitions admin decision events privileges security gucs
+REGRESS = setup states schema paths settings transitions admin decision events counts privileges security gucs
 REGRESS_OPTS = --load-extension=registry_migration
 
 PG_CPPFLAGS = -I$(srcdir)/src -DEXTVERSION=\"$(EXTVERSION)\" \

@@ -75,11 +75,163 @@ CREATE INDEX repositories_aborted ON @extschema@.repositories (aborted_at, id)
 CREATE INDEX repositories_new ON @extschema@.repositories (created_at, id)
     WHERE state = 'default';
 
+-- The finishes of the last hour, for progress: each index holds only the
+-- rows of its final state, so the rate reads the recent finishes, not the
+-- table.
+CREATE INDEX repositories_import_done ON @extschema@.repositories (import_done_at)
+    WHERE state = 'import_done';
+CREATE INDEX repositories_skipped ON @extschema@.repositories (skipped_at)
+    WHERE state = 'import_skipped';
+
 CREATE FUNCTION @extschema@.repositories_check_path() RETURNS trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'rm_repositories_check_path';
 
 CREATE TRIGGER check_path BEFORE INSERT OR UPDATE OF path ON @extschema@.repositories
     FOR EACH ROW EXECUTE FUNCTION @extschema@.repositories_check_path();
+
+-- Per-state counts, kept as the repositories change so that state_counts
+-- and progress read a handful of rows instead of the whole table.
+--
+-- Each statement that changes repositories appends one row per state whose
+-- count it changed (net of the statement), from statement-level AFTER
+-- triggers with transition tables: a COPY of millions of rows appends at
+-- most seven rows, and concurrent writers only ever INSERT here, so none
+-- waits for another (a single counter row per state would serialize them).
+-- The rows are part of the writer's transaction: a rollback, or a rollback
+-- to a savepoint, takes its deltas away with its changes. The views sum the
+-- deltas by state; fold_state_counts() replaces the rows it can lock by one
+-- sum per state. Every 64th appending statement folds, in READ COMMITTED
+-- only (the lock it takes skips rows other transactions are folding, which
+-- a stricter isolation level would answer with a serialization failure).
+--
+-- Not dumped: a restore loads repositories through COPY with the triggers
+-- on, and that COPY appends the counts again; dumping this table too would
+-- count every row twice. A data-only restore with triggers disabled (and
+-- any change made while they are disabled) is repaired by
+-- recount_states().
+CREATE TABLE @extschema@.state_count_deltas (
+    state @extschema@.migration_state NOT NULL,
+    delta bigint NOT NULL
+);
+
+-- Numbers the appending statements, to fold every 64th.
+CREATE SEQUENCE @extschema@.state_count_appends AS bigint CYCLE;
+
+CREATE FUNCTION @extschema@.fold_state_counts() RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, @extschema@, pg_temp AS $$
+DECLARE
+    folded bigint;
+BEGIN
+    -- Like a writer, so that a TRUNCATE or a recount never runs meanwhile.
+    LOCK TABLE repositories IN ROW EXCLUSIVE MODE;
+    -- Rows another transaction is folding, or has folded since this
+    -- statement's snapshot, are left alone: the sum written back is exactly
+    -- that of the rows deleted here, whatever runs at the same time.
+    WITH taken AS (
+        DELETE FROM state_count_deltas
+         WHERE ctid = ANY (ARRAY(SELECT ctid FROM state_count_deltas FOR UPDATE SKIP LOCKED))
+        RETURNING state, delta),
+    written AS (
+        INSERT INTO state_count_deltas (state, delta)
+        SELECT state, sum(delta) FROM taken GROUP BY state HAVING sum(delta) <> 0)
+    SELECT count(*) INTO folded FROM taken;
+    RETURN folded;
+END
+$$;
+
+-- Runs with the extension owner's rights, so that whoever may change
+-- repositories (an operator, the worker's role, the notification role
+-- through handle_notification) needs no privilege on the counts. It only
+-- ever appends what the statement itself changed.
+CREATE FUNCTION @extschema@.count_state_changes() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, @extschema@, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        -- Every writer and every fold holds a lock on repositories that
+        -- this TRUNCATE's lock excludes: no delta is uncommitted now. At
+        -- READ COMMITTED this statement's snapshot, taken after that lock,
+        -- sees them all. At a stricter level the snapshot may be older, and
+        -- only TRUNCATE takes every row (it also keeps readers of the
+        -- counts waiting until the end of the transaction).
+        IF current_setting('transaction_isolation') = 'read committed' THEN
+            DELETE FROM state_count_deltas;
+        ELSE
+            TRUNCATE state_count_deltas;
+        END IF;
+        RETURN NULL;
+    ELSIF TG_OP = 'INSERT' THEN
+        INSERT INTO state_count_deltas (state, delta)
+        SELECT state, count(*) FROM new_rows GROUP BY state;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO state_count_deltas (state, delta)
+        SELECT state, -count(*) FROM old_rows GROUP BY state;
+    ELSE
+        INSERT INTO state_count_deltas (state, delta)
+        SELECT state, sum(delta)
+          FROM (SELECT state, 1 AS delta FROM new_rows
+                UNION ALL
+                SELECT state, -1 FROM old_rows) AS changes
+         GROUP BY state HAVING sum(delta) <> 0;
+    END IF;
+    IF FOUND AND nextval('state_count_appends') % 64 = 0
+       AND current_setting('transaction_isolation') = 'read committed' THEN
+        PERFORM fold_state_counts();
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER count_inserts AFTER INSERT ON @extschema@.repositories
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.count_state_changes();
+CREATE TRIGGER count_updates AFTER UPDATE ON @extschema@.repositories
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.count_state_changes();
+CREATE TRIGGER count_deletes AFTER DELETE ON @extschema@.repositories
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.count_state_changes();
+CREATE TRIGGER count_truncates AFTER TRUNCATE ON @extschema@.repositories
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.count_state_changes();
+
+-- Counts every state again from the rows, replaces the deltas by the
+-- result, and returns the states whose recorded count was wrong (no row:
+-- the counts were right). For a data-only restore with triggers disabled,
+-- or any change made while the triggers were disabled. It blocks writers
+-- of repositories for one scan of the table, never readers.
+CREATE FUNCTION @extschema@.recount_states()
+    RETURNS TABLE (state @extschema@.migration_state, recorded bigint, counted bigint)
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, @extschema@, pg_temp AS $$
+#variable_conflict use_column
+BEGIN
+    -- The count needs a snapshot taken after the locks.
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'recount_states() must run at isolation level READ COMMITTED'
+            USING ERRCODE = 'invalid_transaction_state',
+                  DETAIL = 'At a stricter level the count would use a snapshot taken before its locks, and could miss changes committed in between.',
+                  HINT = 'Run it outside an explicit transaction, or in one started with BEGIN ISOLATION LEVEL READ COMMITTED.';
+    END IF;
+    -- Writers of repositories, folds and other recounts wait.
+    LOCK TABLE repositories IN SHARE ROW EXCLUSIVE MODE;
+    RETURN QUERY
+    WITH recorded AS (
+        SELECT x.state, sum(x.delta) AS total FROM state_count_deltas AS x GROUP BY x.state),
+    counted AS (
+        SELECT x.state, count(*) AS total FROM repositories AS x GROUP BY x.state),
+    removed AS (
+        DELETE FROM state_count_deltas),
+    written AS (
+        INSERT INTO state_count_deltas (state, delta) SELECT c.state, c.total FROM counted AS c)
+    SELECT s.state, coalesce(d.total, 0)::bigint, coalesce(c.total, 0)
+      FROM unnest(enum_range(NULL::migration_state)) AS s(state)
+      LEFT JOIN recorded AS d ON d.state = s.state
+      LEFT JOIN counted AS c ON c.state = s.state
+     WHERE coalesce(d.total, 0) <> coalesce(c.total, 0)
+     ORDER BY s.state;
+END
+$$;
 
 -- Settings: exactly one row.
 
@@ -297,32 +449,37 @@ CREATE FUNCTION @extschema@.registry_request(call text, path text)
 -- Views.
 
 CREATE VIEW @extschema@.state_counts AS
-SELECT s.state, count(r.id) AS repositories
+SELECT s.state, coalesce(d.repositories, 0)::bigint AS repositories
   FROM unnest(enum_range(NULL::@extschema@.migration_state)) AS s(state)
-  LEFT JOIN @extschema@.repositories AS r ON r.state = s.state
- GROUP BY s.state
+  LEFT JOIN (SELECT state, sum(delta) AS repositories
+               FROM @extschema@.state_count_deltas GROUP BY state) AS d ON d.state = s.state
  ORDER BY s.state;
 
 -- Progress. The rate is measured over the last hour: the
 -- repositories that reached a final state in it, divided by the time since
 -- the first of them (at least a minute), so that a migration that started a
--- few minutes ago is not under-estimated.
+-- few minutes ago is not under-estimated. The counts come from the deltas;
+-- the rate reads the finishes of the last hour through the two partial
+-- indexes on the finish times, so it costs what finished in that hour.
 CREATE VIEW @extschema@.progress AS
 WITH finishes AS (
-    SELECT CASE state WHEN 'import_done' THEN import_done_at ELSE skipped_at END AS at
-      FROM @extschema@.repositories
-     WHERE state IN ('import_done', 'import_skipped')),
+    SELECT import_done_at AS at FROM @extschema@.repositories
+     WHERE state = 'import_done' AND import_done_at > now() - interval '1 hour'
+    UNION ALL
+    SELECT skipped_at FROM @extschema@.repositories
+     WHERE state = 'import_skipped' AND skipped_at > now() - interval '1 hour'),
 recent AS (
     SELECT count(*) AS finished,
            greatest(extract(epoch FROM now() - min(at)), 60) AS seconds
-      FROM finishes WHERE at > now() - interval '1 hour'),
+      FROM finishes),
 counts AS (
-    SELECT count(*) FILTER (WHERE state = 'import_done') AS done,
-           count(*) FILTER (WHERE state = 'import_skipped') AS skipped,
-           count(*) FILTER (WHERE state IN ('default', 'import_aborted')) AS remaining,
-           count(*) FILTER (WHERE state IN ('pre_importing', 'pre_import_done', 'importing'))
-               AS in_process
-      FROM @extschema@.repositories)
+    SELECT coalesce(sum(delta) FILTER (WHERE state = 'import_done'), 0)::bigint AS done,
+           coalesce(sum(delta) FILTER (WHERE state = 'import_skipped'), 0)::bigint AS skipped,
+           coalesce(sum(delta) FILTER (WHERE state IN ('default', 'import_aborted')), 0)::bigint
+               AS remaining,
+           coalesce(sum(delta) FILTER (WHERE state IN ('pre_importing', 'pre_import_done', 'importing')),
+                    0)::bigint AS in_process
+      FROM @extschema@.state_count_deltas)
 SELECT c.done, c.skipped, c.remaining, c.in_process,
        round(r.finished * 3600 / r.seconds, 1) AS recent_rate_per_hour,
        CASE WHEN c.remaining + c.in_process = 0 THEN interval '0'

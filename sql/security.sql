@@ -126,7 +126,9 @@ SELECT p.oid::regprocedure AS function_without_pinned_search_path
    AND NOT coalesce(p.proconfig @> ARRAY['search_path=pg_catalog, registry_migration, pg_temp']
                     OR p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp'], false)
  ORDER BY 1;
--- handle_notification runs with the extension owner's rights, nothing else does.
+-- handle_notification runs with the extension owner's rights, and the trigger
+-- that keeps the per-state counts (so that no writer needs a grant on them);
+-- nothing else does.
 SELECT p.oid::regprocedure AS security_definer
   FROM pg_proc p
  WHERE p.pronamespace = 'registry_migration'::regnamespace AND p.prosecdef

@@ -1,7 +1,10 @@
 # pg_dump + restore keeps the migration's data: the settings
 # (still exactly one row, with the dumped values), the deny list, the
 # repositories with their states, and the identity sequence, so the next
-# INSERT works. The event log is not dumped.
+# INSERT works. The event log is not dumped. The per-state counts are not
+# dumped either: the restore's COPY counts the rows again, once; a data-only
+# restore with triggers disabled counts nothing, and recount_states()
+# repairs that.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -35,6 +38,16 @@ my $settings_query = q{
 my $deny_query = q{
 	SELECT string_agg(root_namespace, ',' ORDER BY 1) FROM registry_migration.denied_namespaces};
 
+# The views against a full count of the table.
+my $counts_query = q{
+	SELECT (SELECT string_agg(state || '=' || repositories, ',' ORDER BY state)
+	          FROM registry_migration.state_counts)
+	       || ' ' || (SELECT p::text FROM registry_migration.progress AS p)};
+my $full_counts_query = q{
+	SELECT (SELECT string_agg(s.state || '=' || (SELECT count(*) FROM registry_migration.repositories AS r
+	                                             WHERE r.state = s.state), ',' ORDER BY s.state)
+	          FROM unnest(enum_range(NULL::registry_migration.migration_state)) AS s(state))};
+
 my %before = map { $_ => $node->safe_psql('postgres', $_) }
   ($repositories_query, $settings_query, $deny_query);
 like($before{$settings_query}, qr/^1\|.*\{gold,silver\}/, 'settings changed before the dump');
@@ -60,6 +73,12 @@ for my $db ('from_plain', 'from_custom')
 	{
 		is($node->safe_psql($db, $query), $before{$query}, "$db: same data after restore");
 	}
+	my $counts = $node->safe_psql($db, $counts_query);
+	is($counts, $node->safe_psql('postgres', $counts_query), "$db: the views answer as before the dump");
+	like($counts, qr/^\Q@{[$node->safe_psql($db, $full_counts_query)]}\E /,
+		"$db: state_counts is the full count, nothing counted twice");
+	is($node->safe_psql($db, 'SELECT count(*) FROM registry_migration.recount_states()'),
+		'0', "$db: nothing to recount");
 	is($node->safe_psql($db, 'SELECT count(*) FROM registry_migration.events'),
 		'0', "$db: the event log is not dumped");
 
@@ -73,6 +92,30 @@ for my $db ('from_plain', 'from_custom')
 	is($node->safe_psql($db, 'SELECT count(*), max(capacity) FROM registry_migration.settings'),
 		'1|3', "$db: an INSERT into settings still replaces the single row");
 }
+
+# A data-only restore of the repositories with triggers disabled counts
+# nothing; recount_states() reports and repairs it.
+my $data = $node->basedir . '/data.sql';
+$node->command_ok(
+	[ 'pg_dump', '--data-only', '--disable-triggers', '-t', 'registry_migration.repositories',
+	  '-d', $node->connstr('postgres'), '-f', $data ],
+	'data-only dump of the repositories');
+$node->safe_psql('postgres', 'CREATE DATABASE data_only');
+$node->safe_psql('data_only', 'CREATE EXTENSION registry_migration');
+$node->command_ok(
+	[ 'psql', '-X', '-v', 'ON_ERROR_STOP=1', '-q', '-d', $node->connstr('data_only'), '-f', $data ],
+	'data-only restore with triggers disabled');
+is($node->safe_psql('data_only', $repositories_query), $before{$repositories_query},
+	'data_only: same repositories');
+isnt($node->safe_psql('data_only', $counts_query), $node->safe_psql('postgres', $counts_query),
+	'data_only: the counts miss the rows loaded with triggers disabled');
+is($node->safe_psql('data_only', q{
+	SELECT string_agg(format('%s %s %s', state, recorded, counted), ', ' ORDER BY state)
+	  FROM registry_migration.recount_states()}),
+	'default 0 2, import_aborted 0 1, import_skipped 0 1',
+	'data_only: recount_states() reports what was missing');
+is($node->safe_psql('data_only', $counts_query), $node->safe_psql('postgres', $counts_query),
+	'data_only: after the recount the views answer as before the dump');
 
 $node->stop;
 done_testing();
