@@ -254,3 +254,18 @@ SELECT c.done, c.skipped, c.remaining, c.in_process,
        END AS estimated_time_to_finish
   FROM counts AS c, recent AS r;
 
+-- The same cycles as procedures, for CALL outside a transaction block: they
+-- commit after each repository, so a row is locked only while the registry's
+-- answer about it is applied, never while the registry is being asked. They
+-- cannot carry SET search_path (a procedure with SET cannot commit): the
+-- cycle pins the path itself in each of its transactions.
+CREATE PROCEDURE @extschema@.guard(INOUT summary jsonb DEFAULT NULL)
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'rm_guard_procedure';
+
+CREATE PROCEDURE @extschema@.enqueue(INOUT summary jsonb DEFAULT NULL)
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', 'rm_enqueue_procedure';
+
+REVOKE ALL ON PROCEDURE @extschema@.guard(jsonb) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE @extschema@.enqueue(jsonb) FROM PUBLIC;

@@ -98,6 +98,10 @@ VALUES (0, 'sec/old', 'default', 'import_skipped', 'admin', 'skip', now() - inte
 SET search_path = regress_rm_evil, pg_catalog, registry_migration, public;
 SELECT regress.try($$SELECT registry_migration.run_guard()->>'ran'$$) AS run_guard;
 SELECT regress.try($$SELECT registry_migration.run_enqueuer()->>'ran'$$) AS run_enqueuer;
+-- The procedures cannot carry SET search_path (they commit): they pin it
+-- themselves, in every transaction they run.
+CALL registry_migration.guard();
+CALL registry_migration.enqueue();
 SELECT regress.try($$SELECT registry_migration.handle_notification('sec/notified', 'pre_import_complete')$$)
     AS handle_notification;
 SELECT regress.try($$SELECT registry_migration.skip('sec/new', 'not_found')$$) AS skip;
@@ -119,7 +123,7 @@ SELECT count(*) AS planted_calls FROM regress_rm_evil.calls;
 SELECT rolsuper AS attacker_is_superuser FROM pg_roles WHERE rolname = 'regress_rm_attacker';
 -- Every function that runs statements carries its own search_path; only
 -- retry_decision and the two C trigger functions (no statement at all) go
--- without.
+-- without, and the two procedures, which pin it themselves (above).
 SELECT p.oid::regprocedure AS function_without_pinned_search_path
   FROM pg_proc p
  WHERE p.pronamespace = 'registry_migration'::regnamespace

@@ -1,15 +1,15 @@
 /*
- * changes.c — locking, changing and listing one repository in a cycle.
+ * changes.c — reading, changing and listing one repository in a cycle.
  */
 #include "postgres.h"
 
 #include "control/changes.h"
 
 bool
-lock_unchanged(int64 id, const char *path, MigrationState expected,
+read_unchanged(int64 id, const char *path, MigrationState expected,
 			   const TimestampTz *step_started, Repository *repo, CycleSummary *summary)
 {
-	if (repository_lock_by_id(id, repo) && repo->row.state == expected &&
+	if (repository_read_by_id(id, repo) && repo->row.state == expected &&
 		(step_started == NULL || current_step_start(repo) == *step_started))
 		return true;
 	summary_add(summary, SL_ERRORS, path, "state changed");

@@ -1,5 +1,5 @@
 /*
- * changes.h — what every cycle does around one repository's change: lock
+ * changes.h — what every cycle does around one repository's change: read
  * the row and make sure it is still as the cycle found it, apply an event
  * and list the repository in the summary, list it after an abort, and abort
  * it after an error. All functions need an SPI connection.
@@ -16,12 +16,14 @@
 #include "store/state_machine.h"
 
 /*
- * Lock repository id and check that it is still in the state the cycle
- * chose it in (and, when step_started is given, that its current step
- * started then). Otherwise it is listed under "errors" with "state changed"
- * and false is returned.
+ * Read repository id, without locking it, and check that it is still in the
+ * state the cycle chose it in (and, when step_started is given, that its
+ * current step started then). Otherwise it is listed under "errors" with
+ * "state changed" and false is returned. The row is locked by the first
+ * change the cycle applies to it, after the registry's answers are in, and
+ * that change fails if the row changed meanwhile (see state_machine.h).
  */
-extern bool lock_unchanged(int64 id, const char *path, MigrationState expected,
+extern bool read_unchanged(int64 id, const char *path, MigrationState expected,
 						   const TimestampTz *step_started, Repository *repo,
 						   CycleSummary *summary);
 

@@ -14,6 +14,10 @@
  * (no connection at all), or after FAILED_ANSWERS_TO_STOP repositories in
  * a row were passed over for a failed answer, counted across the final
  * imports and the new work.
+ *
+ * A candidate is read without a lock; its row is locked only when an
+ * answer is applied (see starts.h), and each repository is committed before
+ * the next one's request when the cycle commits (the worker, CALL).
  */
 #include "postgres.h"
 
@@ -40,14 +44,15 @@ typedef struct EnqueueContext
 	int64		id;
 	char	   *path;
 	HandleOutcome outcome;
+	SummaryList final_list;		/* where a final import is listed */
 	const char *error;			/* the error that ended the handling, if any */
 	int			failed_in_a_row;	/* repositories passed over for a failed answer */
 } EnqueueContext;
 
 static bool
-lock_candidate(EnqueueContext *ctx, MigrationState expected, Repository *repo)
+read_candidate(EnqueueContext *ctx, MigrationState expected, Repository *repo)
 {
-	return lock_unchanged(ctx->id, ctx->path, expected, NULL, repo, ctx->summary);
+	return read_unchanged(ctx->id, ctx->path, expected, NULL, repo, ctx->summary);
 }
 
 static void
@@ -55,10 +60,10 @@ handle_final_import(EnqueueContext *ctx)
 {
 	Repository	repo;
 
-	if (!lock_candidate(ctx, MS_PRE_IMPORT_DONE, &repo))
+	if (!read_candidate(ctx, MS_PRE_IMPORT_DONE, &repo))
 		return;
 	ctx->outcome = start_step(&repo, true, ctx->settings, CAUSE_ENQUEUER, ctx->summary,
-							  SL_FINAL_IMPORTS);
+							  ctx->final_list);
 }
 
 static void
@@ -72,7 +77,7 @@ handle_aborted(EnqueueContext *ctx)
 		ctx->outcome = unavailable_outcome(&status);
 		return;
 	}
-	if (!lock_candidate(ctx, MS_IMPORT_ABORTED, &repo))
+	if (!read_candidate(ctx, MS_IMPORT_ABORTED, &repo))
 		return;
 	ctx->outcome = retry_aborted(&repo, &status, ctx->settings, CAUSE_ENQUEUER, ctx->summary);
 }
@@ -115,7 +120,7 @@ handle_new(EnqueueContext *ctx)
 
 	if (!count_tags(ctx, &tags))
 		return;
-	if (!lock_candidate(ctx, MS_DEFAULT, &repo))
+	if (!read_candidate(ctx, MS_DEFAULT, &repo))
 		return;
 	if (tags > s->max_tags_count)
 	{
@@ -194,6 +199,15 @@ handle_stops(EnqueueContext *ctx, StopReason *stop)
 {
 	HandleOutcome outcome = handle_isolated(ctx);
 
+	/* A retry that found the pre-import finished: its final import, at once. */
+	if (outcome == HANDLED_FINAL_IMPORT_DUE)
+	{
+		ctx->candidate = CANDIDATE_FINAL_IMPORT;
+		ctx->final_list = SL_RETRIED;
+		outcome = handle_isolated(ctx);
+		ctx->final_list = SL_FINAL_IMPORTS;
+	}
+
 	if (outcome == HANDLED_FAILED_ANSWER || outcome == HANDLED_REGISTRY_DOWN)
 		summary_add(ctx->summary, SL_UNAVAILABLE, ctx->path, NULL);
 	if (outcome == HANDLED_FAILED_ANSWER)
@@ -203,6 +217,7 @@ handle_stops(EnqueueContext *ctx, StopReason *stop)
 	switch (outcome)
 	{
 		case HANDLED:
+		case HANDLED_FINAL_IMPORT_DUE:	/* not returned by a final import */
 			return false;
 		case HANDLED_NOT_READY:
 			summary_add(ctx->summary, SL_NOT_READY, ctx->path, NULL);
@@ -277,7 +292,8 @@ void
 enqueue_cycle_body(CycleSummary *summary)
 {
 	MigrationSettings settings;
-	EnqueueContext ctx = {.settings = &settings, .summary = summary};
+	EnqueueContext ctx = {.settings = &settings, .summary = summary,
+	.final_list = SL_FINAL_IMPORTS};
 	Handled		handled = {.memory = CurrentMemoryContext};
 
 	SPI_connect();

@@ -2,6 +2,11 @@
  * guard.c — the guard cycle: looks at repositories whose step has lasted
  * longer than max_step_duration, asks the registry what it is doing for all
  * of them at once, and cancels, aborts or records what it finds.
+ *
+ * Each repository is read without a lock; every request about it (tags,
+ * cancel, status) is made before its row is locked to apply the outcome,
+ * and a final import that follows a finished pre-import is requested only
+ * after that change is committed (when the cycle commits: the worker, CALL).
  */
 #include "postgres.h"
 
@@ -43,7 +48,8 @@ typedef struct GuardContext
 	const MigrationSettings *settings;
 	CycleSummary *summary;
 	StaleRepository *stale;
-	Repository	repo;			/* the locked row */
+	Repository	repo;			/* the row, as read */
+	bool		final_import_due;	/* a finished pre-import was recorded */
 	const char *error;			/* the error that ended guard_one, if any */
 } GuardContext;
 
@@ -136,13 +142,21 @@ abort_step(GuardContext *ctx, const EventNote *note)
 	abort_listed(&ctx->repo, false, note, ctx->settings, ctx->summary);
 }
 
-/* The final import follows a finished pre-import while starts are allowed. */
+/*
+ * The final import that follows a finished pre-import, while starts are
+ * allowed; in its own subtransaction, after the pre-import's end was
+ * committed.
+ */
 static void
-start_final_import(GuardContext *ctx)
+guard_final_import(void *arg)
 {
+	GuardContext *ctx = arg;
 	TimestampTz until;
 
 	if (!ctx->settings->enabled || backoff_pending(&until))
+		return;
+	if (!read_unchanged(ctx->stale->id, ctx->stale->path, MS_PRE_IMPORT_DONE, NULL,
+						&ctx->repo, ctx->summary))
 		return;
 	(void) start_step(&ctx->repo, true, ctx->settings, CAUSE_GUARD, ctx->summary,
 					  SL_FINAL_IMPORTS);
@@ -163,7 +177,7 @@ act_on_status(GuardContext *ctx, const char *registry_status, const EventNote *n
 		case RECONCILED:
 			return true;
 		case RECONCILED_START_IMPORT:
-			start_final_import(ctx);
+			ctx->final_import_due = true;
 			return true;
 		case NOT_RECONCILED:
 			break;
@@ -229,7 +243,7 @@ guard_one(void *arg)
 	double		age_s;
 	double		threshold_s;
 
-	if (!lock_unchanged(stale->id, stale->path, stale->state, &stale->step_started,
+	if (!read_unchanged(stale->id, stale->path, stale->state, &stale->step_started,
 						&ctx->repo, ctx->summary))
 		return;
 	age_s = age_seconds(stale->step_started);
@@ -314,8 +328,13 @@ guard_cycle_body(CycleSummary *summary)
 			GuardContext ctx = {.settings = &settings, .summary = summary, .stale = &stale[i]};
 
 			cycle_commit_point();
-			(void) handle_repository(guard_one, guard_abort_after_error, &ctx, &ctx.error,
-									 summary, stale[i].path);
+			if (handle_repository(guard_one, guard_abort_after_error, &ctx, &ctx.error,
+								  summary, stale[i].path) && ctx.final_import_due)
+			{
+				cycle_commit_point();
+				(void) handle_repository(guard_final_import, guard_abort_after_error, &ctx,
+										 &ctx.error, summary, stale[i].path);
+			}
 		}
 	}
 	SPI_finish();

@@ -26,7 +26,7 @@ retry_aborted(Repository *repo, const RegistryAnswer *status, const MigrationSet
 		case RECONCILED:
 			return HANDLED;
 		case RECONCILED_START_IMPORT:
-			return start_step(repo, true, s, cause, summary, SL_RETRIED);
+			return HANDLED_FINAL_IMPORT_DUE;
 		case NOT_RECONCILED:
 			break;
 	}

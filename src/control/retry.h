@@ -15,11 +15,14 @@
 #include "store/state_machine.h"
 
 /*
- * For the locked import_aborted repository: record what the registry
- * reports if it ended or runs the step after all; otherwise start the step
- * again (the one the registry reports as failed, or for an unknown status
- * the one the repository was at), or skip it once its retries are used up.
- * Lists it in summary (the enqueuer's lists).
+ * For an import_aborted repository (read, not locked): record what the
+ * registry reports if it ended or runs the step after all; otherwise start
+ * the step again (the one the registry reports as failed, or for an unknown
+ * status the one the repository was at), or skip it once its retries are
+ * used up. Lists it in summary (the enqueuer's lists). A finished pre-import
+ * is recorded and HANDLED_FINAL_IMPORT_DUE returned: the final import is
+ * requested by the caller once that change is committed, so the row is not
+ * locked while the registry is asked.
  */
 extern HandleOutcome retry_aborted(Repository *repo, const RegistryAnswer *status,
 								   const MigrationSettings *settings, EventCause cause,

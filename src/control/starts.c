@@ -102,6 +102,13 @@ start_step(Repository *repo, bool final, const MigrationSettings *settings,
 	EventNote	note = {.cause = cause, .http_status = (int) a.http_status,
 	.detail = a.problem};
 
+	/*
+	 * The row is locked only now, with the answer in hand, so that a change
+	 * made meanwhile (a notification) wins before anything is written here.
+	 */
+	if (a.answer != ANSWER_UNAVAILABLE)
+		repository_lock_unchanged(repo);
+
 	/* Any usable answer but a 429 ends a run of 429s; a failed answer does not. */
 	if (a.answer != ANSWER_TOO_MANY_IMPORTS && a.answer != ANSWER_NOT_READY &&
 		a.answer != ANSWER_UNAVAILABLE)

@@ -22,11 +22,15 @@ PG_FUNCTION_INFO_V1(rm_reset);
 PG_FUNCTION_INFO_V1(rm_cancel);
 PG_FUNCTION_INFO_V1(rm_retry);
 
-/* Lock the repository with this path, or raise P0002. */
+/*
+ * The repository with this path, locked or not, or P0002. cancel() and
+ * retry() read it without a lock: its row is locked only to apply the
+ * registry's answer, which fails with 40001 if it changed meanwhile.
+ */
 static void
-lock_named_repository(const char *path, Repository *repo)
+find_named_repository(const char *path, bool lock, Repository *repo)
 {
-	if (!repository_lock_by_path(path, repo))
+	if (!(lock ? repository_lock_by_path(path, repo) : repository_read_by_path(path, repo)))
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("repository \"%s\" does not exist", path),
@@ -51,7 +55,7 @@ admin_event(FunctionCallInfo fcinfo, const char *path, const TransitionRequest *
 	MigrationState after;
 
 	SPI_connect();
-	lock_named_repository(path, &repo);
+	find_named_repository(path, true, &repo);
 	admin_apply(&repo, request, &note);
 	after = repo.row.state;
 	SPI_finish();
@@ -83,7 +87,7 @@ rm_reset(PG_FUNCTION_ARGS)
 	require_argument(fcinfo, 0, "path");
 	path = path_argument(fcinfo, 0);
 	SPI_connect();
-	lock_named_repository(path, &repo);
+	find_named_repository(path, true, &repo);
 	admin_apply(&repo, &request, &note);
 	/* A reset repository starts afresh: no 429s counted against it. */
 	repository_set_consecutive_429s(&repo, 0);
@@ -121,7 +125,7 @@ rm_cancel(PG_FUNCTION_ARGS)
 		.reason = SR_MIGRATION_FORCED_CANCELED};
 
 	SPI_connect();
-	lock_named_repository(path, &repo);
+	find_named_repository(path, false, &repo);
 	/* Refused before asking the registry: nothing to cancel from here. */
 	if (!event_allowed(request.event, repo.row.state))
 		repository_refused_error(&repo, request.event);
@@ -194,7 +198,7 @@ rm_retry(PG_FUNCTION_ARGS)
 	summary_init(&summary, CYCLE_ENQUEUER);
 	SPI_connect();
 	settings = settings_load();
-	lock_named_repository(path, &repo);
+	find_named_repository(path, false, &repo);
 	check_retry_allowed(&settings, &repo);
 	if (root_namespace_denied(&repo))
 		ereport(ERROR,
@@ -215,6 +219,11 @@ rm_retry(PG_FUNCTION_ARGS)
 				(errmsg("the registry is not ready to import repository \"%s\" yet; it was not retried",
 						repo.path),
 				 errhint("A canceled import may still be winding down; the enqueuer retries it later.")));
+	if (outcome == HANDLED_FINAL_IMPORT_DUE)
+		ereport(NOTICE,
+				(errmsg("the pre-import of repository \"%s\" had finished on the registry",
+						repo.path),
+				 errdetail("Its final import is requested by the next enqueue cycle.")));
 	if (outcome == HANDLED_TOO_MANY_IMPORTS)
 		ereport(WARNING,
 				(errmsg("the registry is running too many imports; repository \"%s\" was not retried",

@@ -87,22 +87,33 @@ repository_from_tuple(Repository *repo)
 	repo->consecutive_429s = DatumGetInt32(SPI_getbinval(tuple, desc, COL_CONSECUTIVE_429S, &isnull));
 }
 
-/* Lock the row whose key_column equals key; false when there is none. */
+/*
+ * Read the row whose key_column equals key, locked FOR UPDATE when lock is
+ * set; false when there is none.
+ */
 static bool
-lock_by(SPIPlanPtr *plan, const char *key_column, Oid key_type, Datum key, Repository *repo)
+read_by(SPIPlanPtr *plan, const char *key_column, Oid key_type, Datum key, bool lock,
+		Repository *repo)
 {
 	Datum		values[1] = {key};
 
 	if (*plan == NULL)
 		spi_cached_plan(plan,
 						psprintf("SELECT " REPOSITORY_COLUMNS " FROM registry_migration.repositories"
-								 " WHERE %s = $1 FOR UPDATE", key_column),
+								 " WHERE %s = $1%s", key_column, lock ? " FOR UPDATE" : ""),
 						1, &key_type);
 	spi_run(*plan, values, NULL, false, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return false;
 	repository_from_tuple(repo);
+	repo->locked = lock;
 	return true;
+}
+
+static bool
+lock_by(SPIPlanPtr *plan, const char *key_column, Oid key_type, Datum key, Repository *repo)
+{
+	return read_by(plan, key_column, key_type, key, true, repo);
 }
 
 bool
@@ -119,6 +130,62 @@ repository_lock_by_id(int64 id, Repository *repo)
 	static SPIPlanPtr plan = NULL;
 
 	return lock_by(&plan, "id", INT8OID, Int64GetDatum(id), repo);
+}
+
+bool
+repository_read_by_id(int64 id, Repository *repo)
+{
+	static SPIPlanPtr plan = NULL;
+
+	return read_by(&plan, "id", INT8OID, Int64GetDatum(id), false, repo);
+}
+
+bool
+repository_read_by_path(const char *path, Repository *repo)
+{
+	static SPIPlanPtr plan = NULL;
+
+	return read_by(&plan, "path", TEXTOID, CStringGetTextDatum(path), false, repo);
+}
+
+static bool
+same_time(const OptionalTime *a, const OptionalTime *b)
+{
+	return a->set == b->set && (!a->set || a->at == b->at);
+}
+
+/* The same migration state: what the cycles decide on. */
+static bool
+same_migration_state(RepositoryRow *a, RepositoryRow *b)
+{
+	if (a->state != b->state || a->retries_count != b->retries_count)
+		return false;
+	for (int i = 0; i < 6; i++)
+		if (!same_time(row_time(a, i), row_time(b, i)))
+			return false;
+	return true;
+}
+
+void
+repository_lock_unchanged(Repository *repo)
+{
+	Repository	now;
+
+	if (repo->locked)
+		return;
+	if (!repository_lock_by_id(repo->id, &now))
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("repository \"%s\" was deleted while the registry was being asked",
+						repo->path)));
+	if (!same_migration_state(&repo->row, &now.row))
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("repository \"%s\" changed while the registry was being asked",
+						repo->path),
+				 errdetail("It was %s and is now %s.", migration_state_name(repo->row.state),
+						   migration_state_name(now.row.state))));
+	*repo = now;
 }
 
 static void
@@ -164,10 +231,12 @@ TransitionOutcome
 repository_apply(Repository *repo, const TransitionRequest *request, const EventNote *note,
 				 const MigrationSettings *settings)
 {
-	/* The time of the change itself (clock_timestamp()), not of the transaction. */
-	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz now;
 	TransitionOutcome outcome;
 
+	repository_lock_unchanged(repo);
+	/* The time of the change itself (clock_timestamp()), not of the transaction. */
+	now = GetCurrentTimestamp();
 	outcome = transition_apply(&repo->row, request, settings->max_retries, now);
 	if (!outcome.allowed)
 		return outcome;
@@ -205,6 +274,7 @@ repository_set_consecutive_429s(Repository *repo, int32 count)
 	Oid			types[2] = {INT8OID, INT4OID};
 	Datum		values[2] = {Int64GetDatum(repo->id), Int32GetDatum(count)};
 
+	repository_lock_unchanged(repo);
 	if (repo->consecutive_429s == count)
 		return;
 	spi_cached_plan(&plan,

@@ -4,6 +4,11 @@
  * Every change locks the repository's row, checks the event against the
  * state found under the lock (transitions.c), writes the new row and one
  * event-log row per state change. All functions need an SPI connection.
+ *
+ * The cycles read a row without locking it, ask the registry, and lock it
+ * only when the answer is there to apply: a notification about the same
+ * repository never waits on a registry request. The first change to such a
+ * row locks it and checks that nobody changed it meanwhile.
  */
 #ifndef RM_STATE_MACHINE_H
 #define RM_STATE_MACHINE_H
@@ -20,11 +25,25 @@ typedef struct Repository
 	char	   *path;
 	RepositoryRow row;
 	int32		consecutive_429s;	/* answers "too many imports" to starts in a row */
+	bool		locked;			/* its row is locked by this transaction */
 } Repository;
 
 /* Lock the repository's row (FOR UPDATE); false when there is no such row. */
 extern bool repository_lock_by_path(const char *path, Repository *repo);
 extern bool repository_lock_by_id(int64 id, Repository *repo);
+
+/* Read the repository's row without locking it; false when there is none. */
+extern bool repository_read_by_id(int64 id, Repository *repo);
+extern bool repository_read_by_path(const char *path, Repository *repo);
+
+/*
+ * Lock a row read without a lock, unless it is locked already, and check
+ * that its migration state is still what was read: state, timestamps and
+ * retries. Otherwise ERRCODE_T_R_SERIALIZATION_FAILURE: someone changed it
+ * while the registry was being asked, and the answer no longer applies.
+ * Every change below calls it first.
+ */
+extern void repository_lock_unchanged(Repository *repo);
 
 /*
  * Apply the event to the locked repository. When the event is not allowed

@@ -128,7 +128,7 @@ run_worker_cycle(CycleKind kind, MemoryContext cycle_memory)
 			require_worker_grants();
 		/* What the cycle keeps lives here, across its commits. */
 		MemoryContextSwitchTo(cycle_memory);
-		run_cycle(kind, body, &summary);
+		run_cycle(kind, body, &summary, CYCLE_COMMITS_WORKER);
 		record_cycle(kind, started, &summary);
 		changed = freed_slots(&summary);
 		PopActiveSnapshot();
@@ -169,7 +169,6 @@ registry_migration_worker_main(Datum arg)
 	worker_shared_attach(rm_database);
 	worker_connect();
 	am_registry_migration_worker = true;
-	cycle_commit_between_repositories(true);
 	cycle_memory = AllocSetContextCreate(TopMemoryContext, "registry_migration cycle",
 										 ALLOCSET_DEFAULT_SIZES);
 	next_guard = next_enqueue = GetCurrentTimestamp();

@@ -67,12 +67,12 @@ sub single_grants
 	my @pairs;
 	for my $statement (map { split /;/ } @blocks)
 	{
-		next unless $statement =~ /GRANT\s+(.*?)\s+ON\s+(FUNCTION\s+)?(.*)\s+TO\s+(\w+)\s*$/s;
+		next unless $statement =~ /GRANT\s+(.*?)\s+ON\s+(?:(FUNCTION|PROCEDURE)\s+)?(.*)\s+TO\s+(\w+)\s*$/s;
 		next unless $4 eq $role;
-		my ($privileges, $function, $objects) = ($1, $2, $3);
+		my ($privileges, $routine, $objects) = ($1, $2, $3);
 		for my $privilege (split_list($privileges))
 		{
-			push @pairs, [ $privilege, ($function ? 'FUNCTION ' : '') . $_ ] for split_list($objects);
+			push @pairs, [ $privilege, ($routine ? "$routine " : '') . $_ ] for split_list($objects);
 		}
 	}
 	return @pairs;
@@ -102,6 +102,9 @@ UPDATE registry_migration.settings SET enabled = true, capacity = 2;
 -- both cycles: grant/a starts, grant/b is answered "too many imports"
 SELECT registry_migration.run_enqueuer();
 SELECT registry_migration.run_guard();
+-- the same cycles as procedures (they commit)
+CALL registry_migration.enqueue();
+CALL registry_migration.guard();
 -- the look-ups
 SELECT registry_migration.registry_import_status('grant/a');
 SELECT registry_migration.registry_tags_count('grant/a');
