@@ -145,7 +145,7 @@ SELECT greatest(
     WHERE greatest(pre_import_done_at, import_done_at, aborted_at, skipped_at)
           > CASE state WHEN 'pre_import_done' THEN pre_import_done_at WHEN 'import_done' THEN import_done_at
                        WHEN 'import_aborted' THEN aborted_at WHEN 'import_skipped' THEN skipped_at END)) > $1;
-\echo '-- waiting time: the latest finish (each state's own column, then the later other ones)'
+\echo '-- waiting time: the latest finish (the own column of each state, then the later other ones)'
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE waiting(now() - interval '1 hour');
 -- Direct changes that leave another finish column later than the row's own,
 -- in 100 000 rows: they fill repositories_later_finish, and the check still
