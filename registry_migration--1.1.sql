@@ -83,6 +83,23 @@ CREATE INDEX repositories_import_done ON @extschema@.repositories (import_done_a
 CREATE INDEX repositories_skipped ON @extschema@.repositories (skipped_at)
     WHERE state = 'import_skipped';
 
+-- The enqueuer's waiting time counts the latest finish of every repository
+-- in a state where a step has ended, from any of the four finish columns,
+-- whichever of those states it is in. The extension sets a finish column
+-- only as a row enters the state it records, so a row's own column is its
+-- latest finish, found through the partial index of its state
+-- (repositories_final_imports, _import_done, _aborted, _skipped). This index
+-- holds the rows where another finish column is later: only a direct change
+-- of the table makes one, so it stays empty, and adds no entry to write,
+-- while the extension drives the migration.
+CREATE INDEX repositories_later_finish ON @extschema@.repositories
+    (greatest(pre_import_done_at, import_done_at, aborted_at, skipped_at))
+    WHERE greatest(pre_import_done_at, import_done_at, aborted_at, skipped_at)
+          > CASE state WHEN 'pre_import_done' THEN pre_import_done_at
+                       WHEN 'import_done' THEN import_done_at
+                       WHEN 'import_aborted' THEN aborted_at
+                       WHEN 'import_skipped' THEN skipped_at END;
+
 CREATE FUNCTION @extschema@.repositories_check_path() RETURNS trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'rm_repositories_check_path';
 

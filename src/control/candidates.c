@@ -9,6 +9,7 @@
 
 #include "catalog/pg_type_d.h"
 #include "executor/spi.h"
+#include "lib/stringinfo.h"
 #include "utils/array.h"
 #include "utils/timestamp.h"
 
@@ -117,12 +118,76 @@ count_in_process(void)
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
+/*
+ * The states a step ends in, each with the column that records entering it.
+ * The waiting time reads all four columns of rows in any of these states.
+ */
+static const struct
+{
+	MigrationState state;
+	const char *column;
+}			finish_columns[] = {
+	{MS_PRE_IMPORT_DONE, "pre_import_done_at"},
+	{MS_IMPORT_DONE, "import_done_at"},
+	{MS_IMPORT_ABORTED, "aborted_at"},
+	{MS_IMPORT_SKIPPED, "skipped_at"},
+};
+
+#define FINISH_STATES lengthof(finish_columns)
+
 /* The latest time a repository entered state, from the column that records it. */
 static char *
-latest_entry(const char *column, MigrationState state)
+latest_entry(int i)
 {
 	return psprintf("(SELECT max(%s) FROM registry_migration.repositories WHERE state = %s)",
-					column, state_sql_literal(state));
+					finish_columns[i].column, state_sql_literal(finish_columns[i].state));
+}
+
+/*
+ * The latest finish recorded in a column other than the row's own state's:
+ * only a direct change of the table leaves one later than the own column.
+ * Written exactly as the expression and predicate of the partial index
+ * repositories_later_finish, which holds only such rows, so that the planner
+ * reads its last entry.
+ */
+static char *
+latest_other_finish(void)
+{
+	StringInfoData latest;
+	StringInfoData own;
+
+	initStringInfo(&latest);
+	initStringInfo(&own);
+	appendStringInfoString(&own, "CASE state");
+	for (int i = 0; i < FINISH_STATES; i++)
+	{
+		appendStringInfo(&latest, "%s%s", i > 0 ? ", " : "greatest(", finish_columns[i].column);
+		appendStringInfo(&own, " WHEN %s THEN %s", state_sql_literal(finish_columns[i].state),
+						 finish_columns[i].column);
+	}
+	appendStringInfoString(&latest, ")");
+	appendStringInfoString(&own, " END");
+	return psprintf("(SELECT max(%s) FROM registry_migration.repositories WHERE %s > %s)",
+					latest.data, latest.data, own.data);
+}
+
+/*
+ * The most recent finish of any repository in a state a step ends in, from
+ * any of the four columns: a row's latest finish is either its own state's
+ * column (one index-backed max per state) or one of the rare later ones.
+ * greatest() ignores the NULL of a state no repository is in.
+ */
+static char *
+waiting_query(void)
+{
+	StringInfoData query;
+
+	initStringInfo(&query);
+	appendStringInfoString(&query, "SELECT greatest(");
+	for (int i = 0; i < FINISH_STATES; i++)
+		appendStringInfo(&query, "%s, ", latest_entry(i));
+	appendStringInfo(&query, "%s) > $1", latest_other_finish());
+	return query.data;
 }
 
 bool
@@ -138,18 +203,8 @@ waiting_after_finish(const MigrationSettings *s)
 		return false;
 	values[0] = TimestampTzGetDatum(GetCurrentTimestamp() -
 									(int64) (s->enqueue_waiting_time_s * USECS_PER_SEC));
-	/*
-	 * One index-backed max per state a step ends in; greatest() ignores the
-	 * NULL of a state no repository is in.
-	 */
 	if (plan == NULL)
-		spi_cached_plan(&plan,
-						psprintf("SELECT greatest(%s, %s, %s, %s) > $1",
-								 latest_entry("pre_import_done_at", MS_PRE_IMPORT_DONE),
-								 latest_entry("import_done_at", MS_IMPORT_DONE),
-								 latest_entry("aborted_at", MS_IMPORT_ABORTED),
-								 latest_entry("skipped_at", MS_IMPORT_SKIPPED)),
-						1, types);
+		spi_cached_plan(&plan, waiting_query(), 1, types);
 	spi_run(plan, values, NULL, false, 1, SPI_OK_SELECT);
 	recent = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	return !isnull && DatumGetBool(recent);

@@ -41,7 +41,11 @@ extern bool candidate_next(Candidate kind, const MigrationSettings *settings,
 /* Repositories in process: each holds one slot of the capacity. */
 extern int64 count_in_process(void);
 
-/* True when a step finished less than enqueue_waiting_time ago. */
+/*
+ * True when a step finished less than enqueue_waiting_time ago: the latest
+ * of the four finish times (pre-import done, import done, aborted, skipped)
+ * of the repositories in any of those four states.
+ */
 extern bool waiting_after_finish(const MigrationSettings *settings);
 
 #endif

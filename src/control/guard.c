@@ -188,9 +188,10 @@ act_on_status(GuardContext *ctx, const char *registry_status, const EventNote *n
 /*
  * A confirmed long-running step: cancel it on the registry. A cancel that
  * would be the repository's last retry skips it as migration_canceled.
+ * threshold_s is the step's long-running threshold.
  */
 static void
-cancel_long_running(GuardContext *ctx)
+cancel_long_running(GuardContext *ctx, double threshold_s)
 {
 	RegistryAnswer cancel = registry_call(CALL_CANCEL, ctx->repo.path);
 	EventNote	note = {.cause = CAUSE_GUARD, .http_status = (int) cancel.http_status};
@@ -218,7 +219,19 @@ cancel_long_running(GuardContext *ctx)
 	note.registry_status = status.registry_status;
 	note.detail = psprintf("cancel not accepted (%s)",
 						   cancel.problem ? cancel.problem : answer_class_name(cancel.answer));
-	if (status.answer == ANSWER_UNAVAILABLE || !act_on_status(ctx, status.registry_status, &note))
+	if (status.answer != ANSWER_UNAVAILABLE && act_on_status(ctx, status.registry_status, &note))
+		return;
+	/*
+	 * Nothing usable came back: the next cycle tries again, but a step that
+	 * can be neither canceled nor explained must not hold a slot forever.
+	 */
+	if (age_seconds(ctx->stale->step_started) > 2 * threshold_s)
+	{
+		note.detail = psprintf("%s, and the step has lasted more than twice its long-running threshold",
+							   note.detail);
+		abort_step(ctx, &note);
+	}
+	else
 		summary_add(ctx->summary, SL_LEFT_ALONE, ctx->repo.path, NULL);
 }
 
@@ -266,7 +279,7 @@ guard_one(void *arg)
 	{
 		threshold_s = step_threshold(ctx, age_s, ctx->settings->pre_import_timeout_s);
 		if (age_s > threshold_s)
-			cancel_long_running(ctx);
+			cancel_long_running(ctx, threshold_s);
 		else
 			summary_add(ctx->summary, SL_LEFT_ALONE, stale->path, NULL);
 		return;

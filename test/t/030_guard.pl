@@ -233,7 +233,8 @@ is(row('t/many')->{state}, 'pre_importing', '... t/many still pre_importing');
 
 # A cancel answered 400 is reconciled from the real status: a step that
 # finished meanwhile is recorded as finished, without spending a retry.
-fresh();
+# (Thresholds of 16 min: the steps are long-running, none has lasted twice as long.)
+fresh(pre_import_timeout => q{'16 min'}, import_timeout => q{'16 min'});
 $sim->add_repositories(
 	{ path => 'c/pre', status => 'pre_import_complete', import_outcomes => ['hang'] },
 	{ path => 'c/imp', status => 'import_complete' });
@@ -279,6 +280,59 @@ is("@{[ row('c/stuck')->{state} ]} @{[ row('c/stuck')->{retries_count} ]}", 'pre
 is_deeply([ requests_for('c/stuck') ], [ 'status c/stuck', 'cancel c/stuck', 'status c/stuck' ],
 	'... one cancel, then the status asked once more');
 is_deeply([ grep { /^start/ } requests() ], ['start:final c/pre'], '... the only start is c/pre\'s final import');
+
+# A refused cancel followed by nothing the guard can act on — the step still
+# running, a status that decides nothing, no usable answer — leaves the
+# step alone for the next cycle, but once it has lasted more than twice its
+# long-running threshold (tags included) it is aborted, like a step the
+# registry cannot answer for; at the retry limit that abort skips it.
+fresh(pre_import_timeout => q{'20 min'}, import_timeout => q{'20 min'}, pre_import_tags_rate => 1);
+sim_running($_, 'pre') for qw(x/running-old x/unknown-old x/unavailable-old x/limit-old x/running-young);
+sim_running('x/tags', 'pre', tags => 1800);    # 1 800 tags at 1 s/tag: a threshold of 30 min
+# Importing, but the registry only knows the finished pre-import (decision none).
+$sim->add_repositories({ path => 'x/none-old', status => 'pre_import_complete' });
+put_row('x/running-old', 'pre_importing', pre_import_started_at => ago('50 min'));
+put_row('x/tags', 'pre_importing', pre_import_started_at => ago('49 min'));
+put_row('x/unknown-old', 'pre_importing', pre_import_started_at => ago('45 min'));
+put_row('x/unavailable-old', 'pre_importing', pre_import_started_at => ago('44 min'));
+put_row('x/none-old', 'importing', pre_import_done_at => ago('2 hours'), import_started_at => ago('43 min'));
+put_row('x/limit-old', 'pre_importing', pre_import_started_at => ago('42 min'), retries_count => 2);
+put_row('x/running-young', 'pre_importing', pre_import_started_at => ago('30 min'));
+$sim->set_faults(
+	(map { fault({ kind => 'cancel', path => $_ }, respond(400), 1) } qw(x/running-old x/tags x/limit-old x/running-young)),
+	fault({ kind => 'cancel', path => 'x/unknown-old' }, respond(404), 1),
+	fault({ kind => 'cancel', path => 'x/unavailable-old' }, respond(500), 1),
+	fake_status('x/unknown-old', 'pre_import_in_progress'),
+	fault({ kind => 'status', path => 'x/unknown-old' }, respond(404), 1),
+	fake_status('x/unavailable-old', 'pre_import_in_progress'),
+	fault({ kind => 'status', path => 'x/unavailable-old' }, respond(503), 1),
+	fake_status('x/none-old', 'import_in_progress'));
+$sim->clear_requests;
+$g = guard();
+is_deeply($g->{aborted}, [qw(x/running-old x/unknown-old x/unavailable-old x/none-old)],
+	'refused cancel, then still running, unknown, unavailable or none, past twice the threshold: aborted');
+is_deeply($g->{skipped}, ['x/limit-old'], '... at retries_count 2 of 3: aborted, then skipped');
+is_deeply($g->{left_alone}, [qw(x/tags x/running-young)],
+	'... under twice the threshold (30 min of 20; 49 min of 30 with the tags): left alone');
+is_deeply($g->{canceled}, [], '... no cancel was accepted');
+is_deeply([ map { [ grep { !/^tags/ } requests_for($_) ] } qw(x/running-old x/unavailable-old x/running-young) ],
+	[ map { [ "status $_", "cancel $_", "status $_" ] } qw(x/running-old x/unavailable-old x/running-young) ],
+	'... each (besides its tag list): the status, one cancel, the status once more');
+is_deeply([ grep { /^start/ } requests() ], [], '... and no start');
+is(join(' | ', map { my $r = row($_); "$r->{state} $r->{retries_count} $r->{aborted_in_state}" }
+		qw(x/running-old x/unknown-old x/unavailable-old x/none-old)),
+	'import_aborted 1 pre_importing | import_aborted 1 pre_importing | import_aborted 1 pre_importing | import_aborted 1 importing',
+	'... aborted with one retry spent, from the step they were in');
+is_deeply([ events('x/running-old'), events('x/unavailable-old') ],
+	[ 'guard abort pre_importing>import_aborted 200 pre_import_in_progress', 'guard abort pre_importing>import_aborted 503 -' ],
+	'... logged with the last status answer');
+like((event_rows('x/running-old'))[0]{detail}, qr/cancel not accepted.*400.*twice its long-running threshold/,
+	'... the detail says why');
+$r = row('x/limit-old');
+is("$r->{state} $r->{skipped_reason} $r->{retries_count}", 'import_skipped too_many_retries 3',
+	'... x/limit-old skipped too_many_retries');
+is(join(' ', map { row($_)->{state} } qw(x/tags x/running-young)), 'pre_importing pre_importing',
+	'... the others unchanged');
 
 # Registry unavailable (503 to the status): left alone, unless the step is
 # older than twice its threshold; the cycle does not stop early; the

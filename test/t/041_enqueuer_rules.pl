@@ -88,11 +88,19 @@ is_deeply($s->{finished}, [ { path => 'gate/native', reason => 'native_import' }
 is($s->{stopped}, 'at_capacity', '... the capacity gate was taken before it: at_capacity');
 is_deeply($log, ['PUT start gate/native import_type=final'], '... the new one is not started in this cycle');
 fresh(enqueue_waiting_time => "'1 hour'");
-$sim->add_repositories({ path => 'gate/native', native => 1 }, { path => 'gate/next' });
+$sim->add_repositories({ path => 'gate/native', native => 1 }, { path => 'gate/native-new', native => 1 },
+	{ path => 'gate/next' });
 db_pre_import_done('gate/native', '2 hours');
+db_add('gate/native-new', created_at => "now() - interval '1 day'");
 db_add('gate/next');
 ($s, $log) = enqueue_logged();
 is_deeply($s->{started}, ['gate/next'], 'the waiting time was checked at the start: the 200 just now does not hold up the new one');
+is_deeply(paths_of($s->{finished}), [ 'gate/native', 'gate/native-new' ],
+	'... nor does a new one answered 200 in an earlier round');
+is_deeply($log, [ 'PUT start gate/native import_type=final', 'PUT start gate/native-new import_type=pre',
+	'PUT start gate/next import_type=pre' ], '... all three asked for in one cycle');
+is(sql(q{SELECT count(*) FROM registry_migration.repositories WHERE import_done_at > now() - interval '1 hour'}), '2',
+	'... though two steps have now finished within the waiting time');
 
 # The waiting time ignores NULL timestamps.
 fresh(enqueue_waiting_time => "'1 hour'");
@@ -122,6 +130,33 @@ for my $recent ([ 'pre_import_done', pre_import_started_at => "now() - interval 
 	ok(!grep({ /wait\/new/ } @$log), "... the new one is not asked for");
 	sql(q{DELETE FROM registry_migration.repositories WHERE path = 'wait/recent'});
 }
+# The four finish times count whichever of the four states the row is in: a
+# direct change can leave another one later than the row's own (here each
+# column once, in a state it does not record).
+for my $recent (
+	[ 'import_aborted', retries_count => 1, aborted_at => "now() - interval '3 hours'",
+	  pre_import_done_at => "now() - interval '1 min'" ],
+	[ 'import_done', import_done_at => "now() - interval '3 hours'", aborted_at => "now() - interval '1 min'" ],
+	[ 'import_skipped', skipped_reason => "'not_in_plan'", skipped_at => "now() - interval '3 hours'",
+	  import_done_at => "now() - interval '1 min'" ],
+	[ 'pre_import_done', pre_import_done_at => "now() - interval '3 hours'", skipped_at => "now() - interval '1 min'" ])
+{
+	my ($state, %columns) = @$recent;
+	my ($column) = grep { $columns{$_} =~ /1 min/ } keys %columns;
+	db_add('wait/recent', state => "'$state'", %columns);
+	($s, $log) = enqueue_logged();
+	is($s->{stopped}, 'waiting_time', "a $state row whose $column is a minute ago (its own column 3 hours): waiting_time");
+	ok(!grep({ /wait\/new/ } @$log), "... the new one is not asked for");
+	sql(q{DELETE FROM registry_migration.repositories WHERE path = 'wait/recent'});
+}
+# Such rows are found through their own index, not by reading the table.
+db_add('wait/recent', state => "'import_done'", import_done_at => "now() - interval '3 hours'",
+	aborted_at => "now() - interval '1 min'");
+is(sql(q{BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off;
+	SELECT registry_migration.run_enqueuer()->>'stopped';
+	SELECT pg_stat_get_xact_numscans('registry_migration.repositories_later_finish'::regclass); COMMIT}),
+	"waiting_time\n1", '... through the index repositories_later_finish');
+sql(q{DELETE FROM registry_migration.repositories WHERE path = 'wait/recent'});
 ($s, $log) = enqueue_logged();
 is_deeply($s->{started}, ['wait/new'], 'without a recent one (an importing row does not count): started');
 
