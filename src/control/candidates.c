@@ -48,6 +48,9 @@ handled_array(const Handled *handled)
 	"NOT (r.root_namespace = ANY (ARRAY(SELECT root_namespace" \
 	"                                   FROM registry_migration.denied_namespaces)))"
 
+/* Longer than the registry's cool-down after a canceled pre-import (5 s). */
+#define NOT_READY_HOLD "10 seconds"
+
 static const char *
 candidate_query(Candidate kind)
 {
@@ -59,11 +62,21 @@ candidate_query(Candidate kind)
 							" ORDER BY pre_import_done_at, id LIMIT 1",
 							state_sql_literal(MS_PRE_IMPORT_DONE));
 		case CANDIDATE_ABORTED:
+
+			/*
+			 * One answered "not ready" (the registry's cool-down after a
+			 * canceled pre-import) is left alone for NOT_READY_HOLD after
+			 * its abort: asked again at every wake it would only collect
+			 * 429s — and at the limit of 429s in a row an abort that
+			 * spends a retry.
+			 */
 			return psprintf("SELECT id, path FROM registry_migration.repositories r"
 							" WHERE state = %s AND id <> ALL($1)"
 							"   AND " NOT_DENIED
+							"   AND NOT (r.consecutive_429s > 0"
+							"            AND r.aborted_at > clock_timestamp() - interval '%s')"
 							" ORDER BY aborted_at, id LIMIT 1",
-							state_sql_literal(MS_IMPORT_ABORTED));
+							state_sql_literal(MS_IMPORT_ABORTED), NOT_READY_HOLD);
 		case CANDIDATE_NEW:
 			break;
 	}

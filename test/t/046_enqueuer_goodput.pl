@@ -219,6 +219,24 @@ is_deeply([ $s->{stopped}, $s->{not_ready}, $s->{retried}, $s->{started} ],
 	'a retry during the cool-down: not_ready, and new work is started');
 is(retry_after_set(), 'f', '... no Retry-After');
 
+# Answered "not ready" within 10 s of its abort, a repository is left alone
+# until 10 s have passed since the abort: no request about it meanwhile.
+fresh();
+$sim->configure(cancel_cooldown => 30);
+sim_running('cool/b', 'pre');
+$cancel = HTTP::Tiny->new(timeout => 10)->request('DELETE', $sim->url . '/gitlab/v1/import/cool/b/');
+is($cancel->{status}, 202, 'a pre-import canceled on the registry a moment ago');
+db_aborted('cool/b', '1 second');
+($s) = enqueue_logged();
+is_deeply([ $s->{not_ready}, consecutive_429s('cool/b') ], [ ['cool/b'], 1 ], '... its retry: not ready');
+($s, $log) = enqueue_logged();
+is_deeply([ $s->{stopped}, $s->{not_ready}, [ grep { m{cool/b} } @$log ] ], [ 'nothing_to_do', [], [] ],
+	'... the next cycle, within 10 s of the abort, sends nothing about it');
+sql(q{UPDATE registry_migration.repositories SET aborted_at = now() - interval '11 s' WHERE path = 'cool/b'});
+($s) = enqueue_logged();
+is_deeply([ $s->{not_ready}, consecutive_429s('cool/b') ], [ ['cool/b'], 2 ],
+	'... 10 s after the abort it is asked again');
+
 # retry() of a repository that is not ready: a warning, nothing changes but its count.
 fresh();
 $sim->add_repositories({ path => 'adm/a', status => 'pre_import_failed' });
