@@ -66,8 +66,9 @@ worker_pid=$(q -c 'SELECT pid FROM registry_migration.worker_status')
 [ -n "$worker_pid" ] || { echo "end_to_end: no background worker" >&2; exit 1; }
 
 secret=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+(umask 077 && echo "$secret" > "$dir/notification-secret")
 start_with_port "$dir/receiver.port" scripts/notification_receiver.py \
-    --secret "$secret" --port-file "$dir/receiver.port" --log "$dir/receiver.log"
+    --secret-file "$dir/notification-secret" --port-file "$dir/receiver.port" --log "$dir/receiver.log"
 curl -sf -XPOST "$registry/_sim/config" -d "{\"notify_url\": \"http://127.0.0.1:$(cat "$dir/receiver.port")/notify\", \"notify_secret\": \"$secret\"}" >/dev/null
 
 # CPU time (clock ticks) of a process, and of the whole machine (busy, total).

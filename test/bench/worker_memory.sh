@@ -44,8 +44,9 @@ cluster_start "$dir/pg" -c shared_preload_libraries=registry_migration \
     -c registry_migration.enqueue_interval=10ms -c registry_migration.guard_interval="$GUARD_INTERVAL"
 
 secret=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+(umask 077 && echo "$secret" > "$dir/notification-secret")
 start_with_port "$dir/receiver.port" scripts/notification_receiver.py \
-    --secret "$secret" --port-file "$dir/receiver.port" --log "$dir/receiver.log"
+    --secret-file "$dir/notification-secret" --port-file "$dir/receiver.port" --log "$dir/receiver.log"
 curl -sf -XPOST "$registry/_sim/config" -d "{\"notify_url\": \"http://127.0.0.1:$(cat "$dir/receiver.port")/notify\", \"notify_secret\": \"$secret\"}" >/dev/null
 
 n=0

@@ -7,13 +7,13 @@ use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../perl";
+use NotificationReceiver;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RegistrySimulator;
 use Test::More;
 use Time::HiRes qw(usleep);
 
-my $root = "$FindBin::RealBin/../..";
 my $sim = RegistrySimulator->new(pre_import_seconds => 0.2, import_seconds => 0.1, auto_create => 1);
 
 my $node = PostgreSQL::Test::Cluster->new('worker');
@@ -29,21 +29,8 @@ $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION registry_migration');
 
 # The application that receives notifications and calls handle_notification.
-my $tmp = PostgreSQL::Test::Utils::tempdir();
-my $receiver = fork();
-if ($receiver == 0)
-{
-	$ENV{PGHOST} = $node->host;
-	$ENV{PGPORT} = $node->port;
-	$ENV{PGDATABASE} = 'postgres';
-	exec('/usr/bin/python3', "$root/scripts/notification_receiver.py", '--secret', 's3cret',
-		'--port-file', "$tmp/receiver.port", '--log', "$tmp/receiver.log") or die "exec: $!";
-}
-# Stopped however the test ends, so a failing run leaves nothing behind.
-END { kill 'TERM', $receiver if $receiver && $receiver > 0 }
-for (1 .. 100) { last if -s "$tmp/receiver.port"; usleep(100_000) }
-$sim->configure(notify_url => 'http://127.0.0.1:' . slurp_file("$tmp/receiver.port") . '/notify/',
-	notify_secret => 's3cret');
+my $receiver = NotificationReceiver->new(node => $node, secret => 's3cret');
+$sim->configure(notify_url => $receiver->notify_url, notify_secret => 's3cret');
 
 sub worker_pid
 {
