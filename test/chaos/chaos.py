@@ -44,17 +44,23 @@ PYTHON = "/usr/bin/python3"
 IN_PROCESS = ("pre_importing", "pre_import_done", "importing")
 
 # Settings of both runs. The thresholds are short so that stuck steps are
-# caught within seconds; the guard and the enqueuer run often.
+# caught within seconds; the guard and the enqueuer run often. Steps last
+# 0.3-1.2 s here, minutes on a real registry: the guard looks at a step
+# after twice a typical step (5 minutes in production for steps of a few
+# minutes), and a request is given up after a fraction of a step (10 s in
+# production). --slow-thresholds uses the first, harsher choice (3 s, a
+# guard every 2 s, 1 s per request: longer than a whole step).
 CAPACITY = 50
 MAX_RETRIES = 3
 MAX_TAGS = 100
-MAX_STEP = 3          # max_step_duration, s
+MAX_STEP = 1.5        # max_step_duration, s
 PRE_TIMEOUT = 6       # pre_import_timeout, s
 IMPORT_TIMEOUT = 6    # import_timeout, s
 TAGS_RATE = 0.1       # pre_import_tags_rate, s per tag
-GUARD_INTERVAL = 2    # s
+GUARD_INTERVAL = 1    # s
 ENQUEUE_INTERVAL = 1  # s
-REQUEST_TIMEOUT_MS = 1000
+REQUEST_TIMEOUT_MS = 250
+SLOW_THRESHOLDS = {"MAX_STEP": 3, "GUARD_INTERVAL": 2, "REQUEST_TIMEOUT_MS": 1000}
 COOLDOWN = 5          # the registry's cool-down after a canceled pre-import, s
 # Time the cycles may lose to the injected outages (a worker SIGKILL is a
 # crash restart of the server, then the worker's 5 s restart delay; the
@@ -944,12 +950,18 @@ def main():
                         help="the short check of scripts/test: 300 repositories")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--slow-thresholds", action="store_true",
+                        help="max_step_duration 3 s, guard every 2 s, request timeout 1 s")
     options = parser.parse_args()
+    if options.slow_thresholds:
+        globals().update(SLOW_THRESHOLDS)
     if options.repositories is None:
         options.repositories = 300 if options.check else 2000
     seed = options.seed if options.seed is not None else random.SystemRandom().randrange(1, 10**6)
     begun = time.monotonic()
-    log(f"chaos: seed {seed} (repeat with --seed {seed}), {options.repositories} repositories")
+    log(f"chaos: seed {seed} (repeat with --seed {seed}), {options.repositories} repositories, "
+        f"max_step_duration {MAX_STEP} s, guard every {GUARD_INTERVAL} s, "
+        f"request timeout {REQUEST_TIMEOUT_MS} ms")
     plan = Plan(seed, options.repositories)
     workdir = tempfile.mkdtemp(prefix="registry_migration_chaos.")
     os.chmod(workdir, 0o755)
