@@ -90,6 +90,12 @@ like($control, qr/^default_version = '\Q$extversion\E'$/m, "the packaged control
 like($control, qr/^module_pathname = '\$libdir\/registry_migration'$/m, 'it loads the library from $libdir');
 is(substr(`head -c 4 $dir/root$lib/registry_migration.so`, 0, 4), "\x7fELF", 'the library is an ELF object');
 
+# What the README's Releasing section runs to install it, simulated: its
+# dependencies can be met from Debian.
+($rc, $out) = run("apt-get install --simulate $deb");
+is($rc, 0, 'apt-get install ./' . ($deb =~ s{.*/}{}r) . ' would install it') or diag($out);
+like($out, qr/^Inst \Q$package\E /m, '... the package itself');
+
 is(`git status --porcelain --ignored`, $status_before, 'the build left the working tree as it was');
 
 done_testing();

@@ -1,6 +1,7 @@
 # scripts/setup --runtime prepares a database host with what the extension
 # needs to build and run and no test tool; plain scripts/setup adds the test
-# tools. Checked on the lists it prints (--list changes nothing): the
+# tools. Checked on the lists it prints (--list changes nothing), which the
+# README's Install section repeats: the
 # run-time list holds the package of every pkg-config module the Makefile
 # builds with and of the server headers, and none of the tools only the tests use.
 use strict;
@@ -49,6 +50,11 @@ for my $module (sort keys %modules)
 chomp(my $headers = `/usr/lib/postgresql/15/bin/pg_config --includedir-server`);
 my $server_dev = owner("$headers/postgres.h");
 ok($runtime{$server_dev}, "the run-time list has $server_dev, which provides the server headers");
+
+# The README's Install section names the same packages.
+my ($readme_install) = `cat README.md` =~ /^## Install\n.*?^sudo apt-get install ([^\n]+)$/ms;
+is_deeply([ sort split ' ', $readme_install // '' ], [ sort @runtime ],
+	"the README's Install section installs the run-time list");
 
 system('scripts/setup --bogus >/dev/null 2>&1');
 is($? >> 8, 2, 'an unknown option is refused before anything is installed');

@@ -9,6 +9,7 @@ use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../perl";
+use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RegistrySimulator;
@@ -104,13 +105,22 @@ like($pid, qr/^\d+$/, 'the worker runs');
 my $log_offset = -s $node->logfile;
 my $in_process = sql(q{SELECT count(*) FROM registry_migration.repositories
 	WHERE state IN ('pre_importing', 'pre_import_done', 'importing')});
-# The transaction stays open a moment after the update, so that the worker's
-# cycles and the notifications meet its locks.
-my ($rc, $out, $err) = $node->psql('postgres', q{BEGIN;
-	ALTER EXTENSION registry_migration UPDATE TO '1.1';
-	SELECT pg_sleep(1);
-	COMMIT;});
-is($err, '', "ALTER EXTENSION ... UPDATE TO '1.1' succeeds while $in_process repositories are in process");
+# The update runs in the background, its transaction held open a moment so
+# that the worker's cycles and the notifications, delivered meanwhile, meet
+# its locks.
+my ($upgrade_out, $upgrade_err) = ('', '');
+my $upgrade = IPC::Run::start([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'),
+		'-c', 'BEGIN', '-c', "ALTER EXTENSION registry_migration UPDATE TO '1.1'",
+		'-c', 'SELECT pg_sleep(1)', '-c', 'COMMIT' ],
+	'<', \undef, '>', \$upgrade_out, '2>', \$upgrade_err);
+while ($upgrade->pumpable)
+{
+	deliver_notifications();
+	$upgrade->pump_nb;
+	select(undef, undef, undef, 0.05);
+}
+$upgrade->finish;
+is($upgrade_err, '', "ALTER EXTENSION ... UPDATE TO '1.1' succeeds while $in_process repositories are in process");
 is(extversion(), '1.1', 'the database is at 1.1');
 my $since_upgrade = sql('SELECT clock_timestamp()');
 
@@ -130,6 +140,9 @@ is(sql(q{SELECT count(*) FROM registry_migration.repositories r
 	WHERE NOT EXISTS (SELECT FROM registry_migration.events e
 	                   WHERE e.repository_id = r.id AND e.new_state = 'import_done')}), '0',
 	'the event log records the import of every repository');
+cmp_ok(sql(qq{SELECT count(*) FROM registry_migration.events
+	WHERE cause = 'notification' AND at > '$since_upgrade'}), '>', 0,
+	'notifications changed repositories after the upgrade');
 cmp_ok($sim->state->{peak_running_steps}, "<=", 10, 'capacity held at the registry across the upgrade');
 
 # The counts 1.1 keeps by trigger: right, and nothing for recount_states() to repair.
@@ -146,6 +159,7 @@ my $log = substr(slurp_file($node->logfile), $log_offset);
 my @errors = grep { /\b(ERROR|FATAL|PANIC):/ } split /\n/, $log;
 is(scalar(@errors), 0, 'no error in the server log since the upgrade began')
   or diag(join("\n", @errors[0 .. ($#errors < 20 ? $#errors : 19)]));
+like($log, qr/process $pid still waiting for \w+Lock/, "the worker met the update's locks and waited");
 is($refused, 0, 'every notification was accepted');
 is(sql('SELECT last_error IS NULL FROM registry_migration.worker_status'), 't',
 	'worker_status shows no error');
