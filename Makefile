@@ -79,4 +79,15 @@ test/unit/unit_tests: $(UNIT_SOURCES) $(wildcard src/core/*.h) $(UNIT_TESTS) tes
 unitcheck: test/unit/unit_tests
 	test/unit/unit_tests
 
-.PHONY: unitcheck regresscheck-list control-version
+# The PGXN release archive: the tree committed at HEAD (so no build product,
+# log or uncommitted change), under the directory
+# registry_migration-<version>/. PGXN versions have three parts; META.json
+# carries the same one (a test compares them).
+DISTVERSION = $(if $(word 3,$(subst ., ,$(EXTVERSION))),$(EXTVERSION),$(EXTVERSION).0)
+DISTFILE = $(EXTENSION)-$(DISTVERSION).zip
+
+dist:
+	@test -z "$$(git -C $(srcdir) status --porcelain)" || echo "dist: uncommitted changes are not in the archive (it is made from HEAD)" >&2
+	git -C $(srcdir) archive --format=zip --prefix=$(EXTENSION)-$(DISTVERSION)/ -o $(abspath $(DISTFILE)) HEAD
+
+.PHONY: unitcheck regresscheck-list control-version dist
