@@ -47,6 +47,7 @@ if (( RUNS > 1 )); then
     echo "  ratio: $(spread ratio) (goal <= 1.10 in every run)"
     echo "  worker CPU per start (ms): $(spread 'worker CPU per start') (goal <= 0.5)"
     echo "  load average (1 min) before each run: $(grep '^figures:' "$runs_out" | sed -E 's/.*load ([0-9.]+) .*/\1/' | paste -sd' ')"
+    echo "  machine busy outside the run's four processes, each run: $(grep '^figures:' "$runs_out" | sed -E 's/.* ([0-9]+%)$/\1/' | paste -sd' ')"
     exit 0
 fi
 . scripts/lib/cluster.sh
@@ -151,16 +152,22 @@ done
 read -r busy_end total_end <<<"$(machine_cpu)"
 worker_ticks=$(( $(cpu_of "$worker_pid") - cpu_start[0] ))
 cpu_line="  CPU over the run (s):"
+own_ticks=0   # of the processes named here, to tell what else the machine ran
 for i in "${!cpu_procs[@]}"; do
-    cpu_line+=" ${cpu_names[$i]} $(awk -v a="${cpu_start[$i]}" -v b="$(cpu_of "${cpu_procs[$i]}")" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", (b - a) / hz }'),"
+    ticks=$(( $(cpu_of "${cpu_procs[$i]}") - cpu_start[i] ))
+    own_ticks=$(( own_ticks + ticks ))
+    cpu_line+=" ${cpu_names[$i]} $(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz }'),"
 done
 # The receiver opens its psql session at the first notification, within the run.
 receiver_backend=$(q -c "SELECT pid FROM pg_stat_activity
                          WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()")
 for p in $receiver_backend; do
+    own_ticks=$(( own_ticks + $(cpu_of "$p") ))
     cpu_line+=" receiver's backend $(awk -v t="$(cpu_of "$p")" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz }'),"
 done
 cpu_line+=" machine busy $(awk -v b=$((busy_end - busy_start)) -v t=$((total_end - total_start)) 'BEGIN { printf "%.0f%%", 100 * b / t }') of $(nproc) cores"
+others=$(awk -v b=$((busy_end - busy_start)) -v o="$own_ticks" -v t=$((total_end - total_start)) 'BEGIN { printf "%.0f%%", 100 * (b - o) / t }')
+cpu_line+=" ($others outside these four processes: the server's other processes and whatever else runs)"
 
 IFS='|' read -r wall_ms busy_ms pre_ms final_req_ms imp_ms <<<"$(q -c "
     SELECT round(extract(epoch FROM max(import_done_at)) * 1000 - $t0 * 1000),
@@ -237,4 +244,4 @@ echo "  server log: $errors ERROR/FATAL/PANIC/WARNING/crash lines"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "  load average after the run: $load_after"
 ratio=$(awk -v w="$wall_ms" -v i="$ideal_ms" 'BEGIN { printf "%.3f", w / i }')
-echo "figures: ratio $ratio, worker CPU per start $cpu_per_start ms, load $load_before -> $load_after"
+echo "figures: ratio $ratio, worker CPU per start $cpu_per_start ms, load $load_before -> $load_after, busy outside the run's four processes $others"
