@@ -40,13 +40,16 @@ handled_array(const Handled *handled)
 }
 
 /*
- * The deny list as one array computed once per query (an init plan), so the
- * candidate is found by walking its partial index in order and stopping at
- * the first allowed row, whatever the planner knows of the deny list.
+ * The deny-list check, as a scalar subquery so that the planner gives it an
+ * ordinary selectivity. It cannot know how many rows the deny list removes;
+ * written as a plain condition, where the table's repositories share one or
+ * two root namespaces its estimate was "nearly all", and it sorted every
+ * repository of the state for each candidate instead of walking the state's
+ * partial index in order and stopping at the first allowed row.
  */
 #define NOT_DENIED \
-	"NOT (r.root_namespace = ANY (ARRAY(SELECT root_namespace" \
-	"                                   FROM registry_migration.denied_namespaces)))"
+	"(SELECT NOT EXISTS (SELECT FROM registry_migration.denied_namespaces d" \
+	"                     WHERE d.root_namespace = r.root_namespace))"
 
 /* Longer than the registry's cool-down after a canceled pre-import (5 s). */
 #define NOT_READY_HOLD "10 seconds"
@@ -104,9 +107,13 @@ candidate_next(Candidate kind, const MigrationSettings *s, const Handled *handle
 	nulls[1] = s->has_created_before ? ' ' : 'n';
 	values[2] = s->target_plans;
 	nulls[2] = s->has_target_plans ? ' ' : 'n';
+	/*
+	 * Generic plans: the walk down the state's index suits every value of
+	 * the parameters, and planning at each call cost more than running.
+	 */
 	if (plans[kind] == NULL)
-		spi_cached_plan(&plans[kind], candidate_query(kind),
-						kind == CANDIDATE_NEW ? 3 : 1, types);
+		spi_cached_generic_plan(&plans[kind], candidate_query(kind),
+								kind == CANDIDATE_NEW ? 3 : 1, types);
 	spi_run(plans[kind], values, nulls, false, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return false;

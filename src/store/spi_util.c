@@ -6,12 +6,12 @@
 
 #include "store/spi_util.h"
 
-SPIPlanPtr
-spi_cached_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
+static SPIPlanPtr
+cached_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes, int options)
 {
 	if (*cache == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, options);
 
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
@@ -20,6 +20,18 @@ spi_cached_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 		*cache = plan;
 	}
 	return *cache;
+}
+
+SPIPlanPtr
+spi_cached_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
+{
+	return cached_plan(cache, sql, nargs, argtypes, 0);
+}
+
+SPIPlanPtr
+spi_cached_generic_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
+{
+	return cached_plan(cache, sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
 }
 
 void

@@ -16,12 +16,17 @@
 
 #include "worker/worker_wait.h"
 
+/*
+ * Rounded up: a wait of the milliseconds rounded down ends just before
+ * when, and the caller, finding it not yet due, would wait again with a
+ * timeout of 0 — spinning through its loop for up to a millisecond.
+ */
 long
 ms_until(TimestampTz when)
 {
-	long		ms = (long) ((when - GetCurrentTimestamp()) / 1000);
+	TimestampTz left = when - GetCurrentTimestamp();
 
-	return Max(ms, 0);
+	return left > 0 ? (long) ((left + 999) / 1000) : 0;
 }
 
 bool

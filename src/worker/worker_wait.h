@@ -9,7 +9,7 @@
 
 #include "utils/timestamp.h"
 
-/* Milliseconds from now until when; 0 when it has passed. */
+/* Milliseconds from now until when, rounded up; 0 when it has passed. */
 extern long ms_until(TimestampTz when);
 
 /*

@@ -17,9 +17,39 @@
 # ANALYZE_DENY_LIST=1 (ANALYZE the empty registry_migration.denied_namespaces
 # before the run, to compare with a deny list the planner knows nothing of),
 # EVENT_RETENTION (settings.event_retention; default: the extension's 30 days;
-# '0' keeps the event log nearly empty, to compare).
+# '0' keeps the event log nearly empty, to compare), RUNS (default 1: the
+# whole run that many times in a row, each on a fresh cluster, simulator and
+# receiver, then the spread of the ratio and of the worker's CPU per start).
+# Each run also prints the worker's CPU time per start request (its backend's
+# utime + stime from /proc over the run, divided by the start requests the
+# simulator received; goal <= 0.5 ms) and the load average before and after:
+# the ratio depends on what else the machine runs, the CPU per start much
+# less.
 set -euo pipefail
+self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 cd "$(dirname "$0")/../.."
+RUNS=${RUNS:-1}
+if (( RUNS > 1 )); then
+    runs_out=$(mktemp)
+    trap 'rm -f "$runs_out"' EXIT
+    for i in $(seq "$RUNS"); do
+        echo "=== run $i of $RUNS"
+        RUNS=1 "$self" | tee -a "$runs_out"
+    done
+    # min / median / max of one figure over the runs
+    spread() {
+        grep '^figures:' "$runs_out" | sed -E "s/.*$1 ([0-9.]+).*/\1/" | sort -n |
+            awk '{ v[NR] = $1 } END {
+                m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+                printf "%s / %s / %s", v[1], m, v[NR] }'
+    }
+    echo "=== spread over $RUNS runs (min / median / max)"
+    echo "  ratio: $(spread ratio) (goal <= 1.10 in every run)"
+    echo "  worker CPU per start (ms): $(spread 'worker CPU per start') (goal <= 0.5)"
+    echo "  load average (1 min) before each run: $(grep '^figures:' "$runs_out" | sed -E 's/.*load ([0-9.]+) .*/\1/' | paste -sd' ')"
+    echo "  machine busy outside the run's four processes, each run: $(grep '^figures:' "$runs_out" | sed -E 's/.* ([0-9]+%)$/\1/' | paste -sd' ')"
+    exit 0
+fi
 . scripts/lib/cluster.sh
 . scripts/lib/services.sh
 N=${N:-10000} CAPACITY=${CAPACITY:-50} STEP_MS=${STEP_MS:-100}
@@ -80,7 +110,8 @@ cpu_start=(); for p in "${cpu_procs[@]}"; do cpu_start+=("$(cpu_of "$p")"); done
 read -r busy_start total_start <<<"$(machine_cpu)"
 
 ideal_ms=$(( (N + CAPACITY - 1) / CAPACITY * 2 * STEP_MS ))
-echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores)"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "load average before the run: $load_before ($(nproc) cores)"
 echo "$N repositories, capacity $CAPACITY, pre-import and import $STEP_MS ms each, max_tags_count $MAX_TAGS_COUNT, denied_namespaces analyzed: $([ "$ANALYZE_DENY_LIST" = 1 ] && echo yes || echo no), event_retention $(q -c 'SELECT event_retention FROM registry_migration.settings')"
 echo "worker pid $worker_pid (enqueue_interval $(q -c 'SHOW registry_migration.enqueue_interval'), guard_interval $(q -c 'SHOW registry_migration.guard_interval')); notifications: simulator -> receiver -> handle_notification"
 t0=$(q <<'SQL'
@@ -119,17 +150,24 @@ while :; do
 done
 
 read -r busy_end total_end <<<"$(machine_cpu)"
+worker_ticks=$(( $(cpu_of "$worker_pid") - cpu_start[0] ))
 cpu_line="  CPU over the run (s):"
+own_ticks=0   # of the processes named here, to tell what else the machine ran
 for i in "${!cpu_procs[@]}"; do
-    cpu_line+=" ${cpu_names[$i]} $(awk -v a="${cpu_start[$i]}" -v b="$(cpu_of "${cpu_procs[$i]}")" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", (b - a) / hz }'),"
+    ticks=$(( $(cpu_of "${cpu_procs[$i]}") - cpu_start[i] ))
+    own_ticks=$(( own_ticks + ticks ))
+    cpu_line+=" ${cpu_names[$i]} $(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz }'),"
 done
 # The receiver opens its psql session at the first notification, within the run.
 receiver_backend=$(q -c "SELECT pid FROM pg_stat_activity
                          WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()")
 for p in $receiver_backend; do
+    own_ticks=$(( own_ticks + $(cpu_of "$p") ))
     cpu_line+=" receiver's backend $(awk -v t="$(cpu_of "$p")" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz }'),"
 done
 cpu_line+=" machine busy $(awk -v b=$((busy_end - busy_start)) -v t=$((total_end - total_start)) 'BEGIN { printf "%.0f%%", 100 * b / t }') of $(nproc) cores"
+others=$(awk -v b=$((busy_end - busy_start)) -v o="$own_ticks" -v t=$((total_end - total_start)) 'BEGIN { printf "%.0f%%", 100 * (b - o) / t }')
+cpu_line+=" ($others outside these four processes: the server's other processes and whatever else runs)"
 
 IFS='|' read -r wall_ms busy_ms pre_ms final_req_ms imp_ms <<<"$(q -c "
     SELECT round(extract(epoch FROM max(import_done_at)) * 1000 - $t0 * 1000),
@@ -138,6 +176,12 @@ IFS='|' read -r wall_ms busy_ms pre_ms final_req_ms imp_ms <<<"$(q -c "
            round(avg(extract(epoch FROM import_started_at - pre_import_done_at)) * 1000, 1),
            round(avg(extract(epoch FROM import_done_at - import_started_at)) * 1000, 1)
       FROM registry_migration.repositories WHERE state = 'import_done'")"
+# Every start request the simulator received (pre-imports and final imports).
+starts=$(/usr/bin/python3 -c '
+import json, sys, urllib.request
+state = json.load(urllib.request.urlopen(sys.argv[1] + "/_sim/state?repositories=0"))
+print(sum(state["requests"].get("start", {}).values()))' "$registry")
+cpu_per_start=$(awk -v t="$worker_ticks" -v hz="$(getconf CLK_TCK)" -v n="$starts" 'BEGIN { printf "%.3f", t / hz * 1000 / n }')
 echo "result:"
 echo "  wall time from enabling to the last import_done: ${wall_ms} ms"
 echo "  ideal ceil($N / $CAPACITY) x 2 x $STEP_MS ms: ${ideal_ms} ms"
@@ -168,6 +212,7 @@ q -c "SELECT '  worker, consecutive starts under 20 ms apart (ms): median '
                       UNION ALL SELECT import_started_at FROM registry_migration.repositories) s) g
        WHERE gap < 20"
 echo "$cpu_line"
+echo "  worker CPU per start: $cpu_per_start ms ($(awk -v t="$worker_ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }') s over $starts start requests; goal <= 0.5 ms)"
 q -c "SELECT '  states: ' || string_agg(state || ' ' || n, ', ' ORDER BY state)
         FROM (SELECT state::text, count(*) AS n FROM registry_migration.repositories GROUP BY 1) s"
 q -c "SELECT '  events: ' || count(*) || ' (' || count(*) FILTER (WHERE cause = 'notification')
@@ -196,3 +241,7 @@ echo "  handle_notification errors in the receiver's session: $receiver_errors"
 errors=$(grep -cE 'ERROR|FATAL|PANIC|WARNING|terminated by signal' "$dir/pg/server.log" || true)
 echo "  server log: $errors ERROR/FATAL/PANIC/WARNING/crash lines"
 [ "$errors" = 0 ] || grep -E 'ERROR|FATAL|PANIC|WARNING|terminated by signal' "$dir/pg/server.log" | head -20
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "  load average after the run: $load_after"
+ratio=$(awk -v w="$wall_ms" -v i="$ideal_ms" 'BEGIN { printf "%.3f", w / i }')
+echo "figures: ratio $ratio, worker CPU per start $cpu_per_start ms, load $load_before -> $load_after, busy outside the run's four processes $others"

@@ -113,16 +113,16 @@ SELECT id, path FROM registry_migration.repositories
 PREPARE aborted(bigint[]) AS
 SELECT id, path FROM registry_migration.repositories r
  WHERE state = 'import_aborted' AND id <> ALL($1)
-   AND NOT EXISTS (SELECT FROM registry_migration.denied_namespaces d
-                    WHERE d.root_namespace = r.root_namespace)
+   AND (SELECT NOT EXISTS (SELECT FROM registry_migration.denied_namespaces d
+                            WHERE d.root_namespace = r.root_namespace))
  ORDER BY aborted_at, id LIMIT 1;
 PREPARE new_one(bigint[], timestamptz, text[]) AS
 SELECT id, path FROM registry_migration.repositories r
  WHERE state = 'default' AND id <> ALL($1)
    AND ($2::timestamptz IS NULL OR created_at < $2)
    AND ($3::text[] IS NULL OR coalesce(plan, 'free') = ANY ($3))
-   AND NOT EXISTS (SELECT FROM registry_migration.denied_namespaces d
-                    WHERE d.root_namespace = r.root_namespace)
+   AND (SELECT NOT EXISTS (SELECT FROM registry_migration.denied_namespaces d
+                            WHERE d.root_namespace = r.root_namespace))
  ORDER BY created_at, id LIMIT 1;
 \echo '-- in-process count'
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) EXECUTE in_process;

@@ -264,6 +264,22 @@ is_deeply($log, [ 'PUT start deny/fin import_type=final', 'PUT start allow/new i
 	'... and not even asked about');
 is(state_of('deny/ab') . ' ' . state_of('deny/new'), 'import_aborted default', '... they keep their state');
 
+# The selections walk their index in order, whatever the planner knows of
+# the root namespaces: with every repository under one root namespace and
+# statistics that say so, a cycle never reads the whole table (it used to
+# sort every new repository for each one it took).
+fresh(capacity => 2);
+sql(q{INSERT INTO registry_migration.denied_namespaces VALUES ('other');
+	INSERT INTO registry_migration.repositories (path, created_at)
+	SELECT 'one/repo-' || i, now() - interval '1 day' + i * interval '1 s' FROM generate_series(1, 5000) AS i;
+	ANALYZE registry_migration.repositories;});
+$sim->add_repositories({ path => 'one/repo-1' }, { path => 'one/repo-2' });
+is(sql(q{BEGIN;
+	SELECT registry_migration.run_enqueuer() ->> 'started';
+	SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relid = 'registry_migration.repositories'::regclass;
+	COMMIT;}), qq{["one/repo-1", "one/repo-2"]\n0},
+	'one root namespace: the two oldest started, without one sequential scan of repositories');
+
 # The tag limit.
 fresh(max_tags_count => 5);
 $sim->add_repositories({ path => 'tag/six', tags => 6 }, { path => 'tag/five', tags => 5 },
