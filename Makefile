@@ -22,6 +22,11 @@ OBJS = \
 
 DATA = $(notdir $(wildcard $(srcdir)/registry_migration--*.sql))
 
+# The postgres_exporter queries (docs/monitoring.md) are installed beside
+# the scripts, in $(pg_config --sharedir)/extension/: the one directory of
+# the extension's files that make install and the Debian package share.
+DATA += monitoring/registry_migration_queries.yaml
+
 # setup creates the helpers the other files share: it runs first.
 REGRESS = setup states schema paths settings transitions admin decision events counts privileges security gucs
 REGRESS_OPTS = --load-extension=registry_migration

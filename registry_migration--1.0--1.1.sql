@@ -286,3 +286,42 @@ CREATE PROCEDURE @extschema@.enqueue(INOUT summary jsonb DEFAULT NULL)
 
 REVOKE ALL ON PROCEDURE @extschema@.guard(jsonb) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE @extschema@.enqueue(jsonb) FROM PUBLIC;
+
+-- Why repositories were aborted. Every abort spends one of the
+-- repository's retries; the event log says who aborted it and what the
+-- registry answered, and this view names the reason once for every reader
+-- (the postgres_exporter queries, scripts/report). The first matching rule
+-- wins:
+--   registry_failed, registry_canceled  the registry reported the step failed
+--                                       or canceled (notification or status)
+--   operator_cancel                     cancel() accepted by the registry
+--   long_running                        the guard canceled a long-running step
+--   registry_unavailable                the guard could get no answer for twice
+--                                       the long-running threshold
+--   not_running                         the guard found a stale step the
+--                                       registry is not running
+--   too_many_imports                    a start answered 429 once too often
+--   start_refused                       a start answered 4xx or unusably
+--   error                               an error while handling it (every
+--                                       retry_failed; the message in detail)
+CREATE TYPE @extschema@.abort_reason AS ENUM (
+    'registry_failed', 'registry_canceled', 'operator_cancel', 'long_running',
+    'registry_unavailable', 'not_running', 'too_many_imports', 'start_refused', 'error');
+
+CREATE VIEW @extschema@.aborts AS
+SELECT e.id, e.at, e.repository_id, e.path, e.old_state, e.cause,
+       CASE
+           WHEN e.event = 'retry_failed' THEN 'error'
+           WHEN e.registry_status IN ('pre_import_failed', 'import_failed') THEN 'registry_failed'
+           WHEN e.registry_status IN ('pre_import_canceled', 'import_canceled') THEN 'registry_canceled'
+           WHEN e.cause = 'admin' AND e.http_status = 202 THEN 'operator_cancel'
+           WHEN e.cause = 'guard' AND e.http_status = 202 THEN 'long_running'
+           WHEN e.cause = 'guard' AND e.detail LIKE 'registry unavailable %' THEN 'registry_unavailable'
+           WHEN e.cause = 'guard' AND e.http_status IS NOT NULL THEN 'not_running'
+           WHEN e.http_status = 429 THEN 'too_many_imports'
+           WHEN e.http_status IS NOT NULL THEN 'start_refused'
+           ELSE 'error'
+       END::@extschema@.abort_reason AS reason,
+       e.registry_status, e.http_status, e.detail
+  FROM @extschema@.events AS e
+ WHERE e.event IN ('abort', 'retry_failed');
