@@ -17,14 +17,19 @@ SHOW registry_migration.jwt_token_lifetime;
 SHOW registry_migration.connect_timeout;
 SHOW registry_migration.request_timeout;
 SHOW registry_migration.max_concurrent_requests;
+SHOW registry_migration.ca_file;
+SHOW registry_migration.client_cert_file;
+SHOW registry_migration.client_key_file;
+SHOW registry_migration.proxy;
 SHOW registry_migration.worker_enabled;
 SHOW registry_migration.guard_interval;
 SHOW registry_migration.enqueue_interval;
 SHOW registry_migration.log_level;
 
 -- The same from pg_settings, with context, unit, range and boot value:
--- registry_url superuser (SUSET); jwt_*, worker_enabled, the intervals and
--- log_level sighup; the request settings user.
+-- registry_url superuser (SUSET); jwt_*, the TLS files, proxy,
+-- worker_enabled, the intervals and log_level sighup; the request settings
+-- user.
 SELECT name, setting, unit, context, vartype, min_val, max_val, boot_val
   FROM pg_settings WHERE name LIKE 'registry_migration.%' ORDER BY name;
 -- The defaults, in the units the parameters are documented in.
@@ -77,7 +82,8 @@ SET registry_migration.registry_url = 'ftp://registry.example.com';
 -- Sighup settings cannot be SET in a session: 55P02.
 SELECT n AS setting, pg_temp.try_set('registry_migration.' || n, v) AS result
   FROM (VALUES ('jwt_private_key_file', ''), ('jwt_issuer', 'x'), ('jwt_audience', 'x'),
-               ('jwt_token_lifetime', '600'), ('worker_enabled', 'off'),
+               ('jwt_token_lifetime', '600'), ('ca_file', ''), ('client_cert_file', ''),
+               ('client_key_file', ''), ('proxy', ''), ('worker_enabled', 'off'),
                ('guard_interval', '30s'), ('enqueue_interval', '5s'),
                ('log_level', 'info')) AS s(n, v);
 \set VERBOSITY default
@@ -112,6 +118,25 @@ ALTER SYSTEM SET registry_migration.jwt_audience = '';
 -- A device is refused before it is read, even a harmless one.
 ALTER SYSTEM SET registry_migration.jwt_private_key_file = '/dev/null';
 \echo :LAST_ERROR_SQLSTATE
+-- The TLS files: absolute paths of readable regular files (what they hold
+-- is checked too: test/t/027_tls.pl).
+ALTER SYSTEM SET registry_migration.ca_file = 'relative/ca.pem';
+\echo :LAST_ERROR_SQLSTATE
+ALTER SYSTEM SET registry_migration.client_cert_file = '/nonexistent/client.pem';
+\echo :LAST_ERROR_SQLSTATE
+ALTER SYSTEM SET registry_migration.client_key_file = '/dev/null';
+\echo :LAST_ERROR_SQLSTATE
+-- The proxy: scheme://host:port, http, https, socks5 or socks5h, nothing else.
+ALTER SYSTEM SET registry_migration.proxy = 'ftp://proxy.example.com:21';
+\echo :LAST_ERROR_SQLSTATE
+ALTER SYSTEM SET registry_migration.proxy = 'http://proxy.example.com';
+\echo :LAST_ERROR_SQLSTATE
+ALTER SYSTEM SET registry_migration.proxy = 'http://user@proxy.example.com:3128';
+\echo :LAST_ERROR_SQLSTATE
+ALTER SYSTEM SET registry_migration.proxy = 'http://proxy.example.com:3128/path';
+\echo :LAST_ERROR_SQLSTATE
+ALTER SYSTEM SET registry_migration.proxy = 'proxy.example.com:3128';
+\echo :LAST_ERROR_SQLSTATE
 \set VERBOSITY terse
 -- Nothing was written to postgresql.auto.conf (this expects a test cluster
 -- whose postgresql.auto.conf has no registry_migration.* entry).
@@ -126,9 +151,14 @@ SELECT count(*) = 0 AS auto_conf_clean FROM pg_file_settings
 ALTER SYSTEM SET registry_migration.log_level = 'info';
 ALTER SYSTEM SET registry_migration.log_level = 'debug1';
 ALTER SYSTEM SET registry_migration.log_level = 'warning';
+-- And the proxy kinds.
+ALTER SYSTEM SET registry_migration.proxy = 'socks5h://[::1]:1080';
+ALTER SYSTEM SET registry_migration.proxy = 'https://proxy.example.com:3128/';
 SELECT name, setting, error FROM pg_file_settings
- WHERE name LIKE 'registry_migration.%' AND sourcefile LIKE '%/postgresql.auto.conf';
+ WHERE name LIKE 'registry_migration.%' AND sourcefile LIKE '%/postgresql.auto.conf'
+ ORDER BY name;
 ALTER SYSTEM RESET registry_migration.log_level;
+ALTER SYSTEM RESET registry_migration.proxy;
 SELECT count(*) AS auto_conf_entries FROM pg_file_settings
  WHERE name LIKE 'registry_migration.%' AND sourcefile LIKE '%/postgresql.auto.conf';
 \endif
@@ -177,8 +207,11 @@ SELECT pg_temp.try_set('registry_migration.connect_timeout', '3s') AS connect_ti
 \set VERBOSITY default
 SHOW registry_migration.jwt_private_key_file;
 \echo :LAST_ERROR_SQLSTATE
+SHOW registry_migration.client_key_file;
+\echo :LAST_ERROR_SQLSTATE
 \set VERBOSITY terse
 SHOW registry_migration.jwt_issuer;
+SHOW registry_migration.ca_file;
 RESET ROLE;
 RESET registry_migration.connect_timeout;
 DROP OWNED BY regress_rm_guc_user;

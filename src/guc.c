@@ -14,11 +14,18 @@
 
 #include "guc.h"
 #include "core/jwt.h"
+#include "core/pem_files.h"
+#include "core/small_file.h"
+#include "core/url_origin.h"
 
 char	   *rm_registry_url = NULL;
 char	   *rm_jwt_private_key_file = NULL;
 char	   *rm_jwt_issuer = NULL;
 char	   *rm_jwt_audience = NULL;
+char	   *rm_ca_file = NULL;
+char	   *rm_client_cert_file = NULL;
+char	   *rm_client_key_file = NULL;
+char	   *rm_proxy = NULL;
 int			rm_jwt_token_lifetime_s = 300;
 int			rm_connect_timeout_ms = 2000;
 int			rm_request_timeout_ms = 10000;
@@ -112,6 +119,69 @@ check_jwt_private_key_file(char **newval, void **extra, GucSource source)
 		return false;
 	}
 	EVP_PKEY_free(key);
+	return true;
+}
+
+/*
+ * A TLS file: empty, or an absolute path to a file the server can read,
+ * holding what kind says. Opened without blocking, like the key file.
+ */
+static bool
+check_pem_file(char **newval, PemFileKind kind, const char *label)
+{
+	char		err[256];
+	size_t		len = 0;
+	char	   *contents;
+
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	if (!is_absolute_path(*newval))
+	{
+		GUC_check_errdetail("%s \"%s\": it must be given as an absolute path.", label, *newval);
+		return false;
+	}
+	contents = pem_file_read(kind, *newval, &len, err, sizeof(err));
+	if (contents == NULL)
+	{
+		GUC_check_errdetail("%s \"%s\": %s.", label, *newval, err);
+		return false;
+	}
+	small_file_free(contents, len);
+	return true;
+}
+
+static bool
+check_ca_file(char **newval, void **extra, GucSource source)
+{
+	return check_pem_file(newval, PEM_CA_BUNDLE, "CA file");
+}
+
+static bool
+check_client_cert_file(char **newval, void **extra, GucSource source)
+{
+	return check_pem_file(newval, PEM_CERTIFICATE, "Client certificate file");
+}
+
+static bool
+check_client_key_file(char **newval, void **extra, GucSource source)
+{
+	return check_pem_file(newval, PEM_PRIVATE_KEY, "Client key file");
+}
+
+/* The proxy: empty (none), or scheme://host:port without credentials. */
+static bool
+check_proxy(char **newval, void **extra, GucSource source)
+{
+	const char *problem;
+
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	problem = url_proxy_problem(*newval);
+	if (problem)
+	{
+		GUC_check_errdetail("%s", problem);
+		return false;
+	}
 	return true;
 }
 
@@ -225,6 +295,41 @@ define_int_settings(const IntSetting *settings, int count)
 								settings[i].context, settings[i].flags, NULL, NULL, NULL);
 }
 
+/*
+ * How requests reach the registry: whom to trust, what to present, which
+ * proxy to go through. Changed by reload only, like the key file: a session
+ * that could pick its own CA could hand the token to anyone.
+ */
+static void
+define_transport_settings(void)
+{
+	DefineCustomStringVariable("registry_migration.ca_file",
+							   "CA certificates (PEM) that https registries and proxies are verified with.",
+							   "Empty: the system's CA store. Otherwise only these CAs are trusted.",
+							   &rm_ca_file, "",
+							   PGC_SIGHUP, 0,
+							   check_ca_file, NULL, NULL);
+	DefineCustomStringVariable("registry_migration.client_cert_file",
+							   "Client certificate (PEM) presented to the registry over https.",
+							   "Empty: none. Its key is client_key_file, or this file when that is empty.",
+							   &rm_client_cert_file, "",
+							   PGC_SIGHUP, 0,
+							   check_client_cert_file, NULL, NULL);
+	DefineCustomStringVariable("registry_migration.client_key_file",
+							   "Private key (PEM, unencrypted) of the client certificate.",
+							   "Empty: the key is read from client_cert_file.",
+							   &rm_client_key_file, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   check_client_key_file, NULL, NULL);
+	DefineCustomStringVariable("registry_migration.proxy",
+							   "Proxy every registry request goes through.",
+							   "For example http://proxy.example.com:3128. Empty: no proxy, "
+							   "whatever the server's environment says.",
+							   &rm_proxy, "",
+							   PGC_SIGHUP, 0,
+							   check_proxy, NULL, NULL);
+}
+
 static void
 define_registry_settings(void)
 {
@@ -249,6 +354,7 @@ define_registry_settings(void)
 							   NULL, &rm_jwt_audience, "container_registry",
 							   PGC_SIGHUP, 0, check_not_empty, NULL, NULL);
 	define_int_settings(registry_int_settings, lengthof(registry_int_settings));
+	define_transport_settings();
 }
 
 static void

@@ -2,117 +2,22 @@
  * jwt.c — RS256 signing and the libtrust key id.
  */
 #include "core/jwt.h"
+#include "core/pem_files.h"
+#include "core/small_file.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/pem.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 
-/* What a file that is not a regular file is, for messages. */
-static const char *
-file_kind(mode_t mode)
-{
-	if (S_ISFIFO(mode))
-		return "a FIFO";
-	if (S_ISDIR(mode))
-		return "a directory";
-	if (S_ISCHR(mode))
-		return "a character device";
-	if (S_ISBLK(mode))
-		return "a block device";
-	if (S_ISSOCK(mode))
-		return "a socket";
-	return "not a regular file";
-}
-
-/* Read all of fd, at most max bytes; malloc'd and NUL-terminated, or NULL. */
-static char *
-read_all(int fd, size_t max, size_t *len, char *err, size_t errlen)
-{
-	char	   *buf = malloc(max + 2);
-	size_t		used = 0;
-
-	if (buf == NULL)
-	{
-		snprintf(err, errlen, "out of memory");
-		return NULL;
-	}
-	/* One byte more than allowed tells a file that grew since fstat. */
-	while (used <= max)
-	{
-		ssize_t		n = read(fd, buf + used, max + 1 - used);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-		{
-			snprintf(err, errlen, "could not read it: %s", strerror(errno));
-			OPENSSL_cleanse(buf, used);
-			free(buf);
-			return NULL;
-		}
-		if (n == 0)
-			break;
-		used += (size_t) n;
-	}
-	if (used > max)
-	{
-		snprintf(err, errlen, "it is larger than %zu bytes", max);
-		OPENSSL_cleanse(buf, used);
-		free(buf);
-		return NULL;
-	}
-	buf[used] = '\0';
-	*len = used;
-	return buf;
-}
-
 char *
 jwt_read_key_file(const char *path, size_t *len, char *err, size_t errlen)
 {
-	/*
-	 * O_NONBLOCK: opening a FIFO or a device must not wait for a writer, or
-	 * the process (a backend, the postmaster on reload) would hang in open,
-	 * deaf to cancel and termination.
-	 */
-	int			fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-	struct stat st;
-	char	   *contents = NULL;
-
-	if (fd < 0)
-	{
-		snprintf(err, errlen, "could not open it: %s", strerror(errno));
-		return NULL;
-	}
-	if (fstat(fd, &st) != 0)
-		snprintf(err, errlen, "could not stat it: %s", strerror(errno));
-	else if (!S_ISREG(st.st_mode))
-		snprintf(err, errlen, "it is %s, not a regular file", file_kind(st.st_mode));
-	else if (st.st_size > JWT_KEY_FILE_MAX)
-		snprintf(err, errlen, "it is larger than %d bytes", JWT_KEY_FILE_MAX);
-	else
-		contents = read_all(fd, JWT_KEY_FILE_MAX, len, err, errlen);
-	close(fd);
-	return contents;
-}
-
-/* A passphrase callback that has none: an encrypted key never prompts on a terminal. */
-static int
-no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-	(void) buf;
-	(void) size;
-	(void) rwflag;
-	(void) u;
-	return -1;
+	return small_file_read(path, JWT_KEY_FILE_MAX, len, err, errlen);
 }
 
 EVP_PKEY *
@@ -120,17 +25,12 @@ jwt_load_private_key(const char *path, char *err, size_t errlen)
 {
 	size_t		len = 0;
 	char	   *pem = jwt_read_key_file(path, &len, err, errlen);
-	BIO		   *bio;
-	EVP_PKEY   *key = NULL;
+	EVP_PKEY   *key;
 
 	if (pem == NULL)
 		return NULL;
-	bio = BIO_new_mem_buf(pem, (int) len);
-	if (bio != NULL)
-		key = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
-	BIO_free(bio);
-	OPENSSL_cleanse(pem, len);
-	free(pem);
+	key = pem_parse_private_key(pem, len);
+	small_file_free(pem, len);
 	if (key == NULL || EVP_PKEY_base_id(key) != EVP_PKEY_RSA)
 	{
 		EVP_PKEY_free(key);

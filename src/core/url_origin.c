@@ -116,3 +116,50 @@ url_resolve(const char *base, const char *reference)
 	curl_url_cleanup(u);
 	return copy;
 }
+
+/* The proxy kinds libcurl speaks that a registry request may go through. */
+static bool
+is_proxy_scheme(CURLU *u)
+{
+	static const char *const schemes[] = {"http", "https", "socks5", "socks5h"};
+	char	   *scheme = part(u, CURLUPART_SCHEME, 0);
+	bool		known = false;
+
+	for (size_t i = 0; scheme != NULL && i < sizeof(schemes) / sizeof(schemes[0]); i++)
+		known = known || strcasecmp(scheme, schemes[i]) == 0;
+	curl_free(scheme);
+	return known;
+}
+
+/* The path is empty or "/". */
+static bool
+has_no_path(CURLU *u)
+{
+	char	   *path = part(u, CURLUPART_PATH, 0);
+	bool		none = path == NULL || path[0] == '\0' || strcmp(path, "/") == 0;
+
+	curl_free(path);
+	return none;
+}
+
+const char *
+url_proxy_problem(const char *url)
+{
+	CURLU	   *u = parse(url);
+	const char *problem = NULL;
+
+	if (u == NULL)
+		return "The proxy must be a URL such as http://proxy.example.com:3128.";
+	if (!is_proxy_scheme(u))
+		problem = "The proxy's scheme must be http, https, socks5 or socks5h.";
+	else if (has_part(u, CURLUPART_USER) || has_part(u, CURLUPART_PASSWORD))
+		problem = "The proxy URL must not contain credentials.";
+	else if (!has_part(u, CURLUPART_HOST))
+		problem = "The proxy URL must name a host.";
+	else if (!has_part(u, CURLUPART_PORT))
+		problem = "The proxy URL must name its port.";
+	else if (!has_no_path(u) || has_part(u, CURLUPART_QUERY) || has_part(u, CURLUPART_FRAGMENT))
+		problem = "The proxy URL must not contain a path, a query or a fragment.";
+	curl_url_cleanup(u);
+	return problem;
+}

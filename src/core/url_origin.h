@@ -26,4 +26,12 @@ extern bool url_same_origin(const char *origin, const char *candidate);
  */
 extern char *url_resolve(const char *base, const char *reference);
 
+/*
+ * Why url cannot be the proxy every registry request goes through, or NULL
+ * when it can: it must be scheme://host:port with the scheme http, https,
+ * socks5 or socks5h, an explicit port (libcurl's default port differs by
+ * version and kind), and no user, password, path, query or fragment.
+ */
+extern const char *url_proxy_problem(const char *url);
+
 #endif

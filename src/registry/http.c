@@ -24,6 +24,7 @@
 #include "guc.h"
 #include "registry/http.h"
 #include "registry/http_receive.h"
+#include "registry/transport.h"
 
 /* How long one wait may last before interrupts are checked again. */
 #define POLL_INTERVAL_MS 100
@@ -59,7 +60,7 @@ set_target(HttpTransfer *t, Running *r, const char *url)
 }
 
 static CURL *
-new_easy(HttpTransfer *t, Running *r)
+new_easy(HttpTransfer *t, Running *r, const HttpTransport *transport)
 {
 	CURL	   *easy = curl_easy_init();
 
@@ -86,6 +87,7 @@ new_easy(HttpTransfer *t, Running *r)
 	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(easy, CURLOPT_UNRESTRICTED_AUTH, 0L);
 	curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) r->max_body);
+	transport_apply(easy, transport);
 	http_receive_into(easy, r);
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, r);
 	set_target(t, r, t->url);
@@ -114,7 +116,7 @@ finish(HttpTransfer *t, Running *r, CURLcode rc, const char *failure)
 	 * target that cannot be reached says nothing about the registry.
 	 */
 	t->never_connected = !t->answered && failure == NULL && r->redirects == 0 &&
-		http_never_connected(r->easy, rc);
+		http_never_connected(r->easy, rc, r);
 	if (t->answered)
 		t->failure = NULL;
 	else
@@ -175,9 +177,9 @@ follow(HttpTransfer *t, Running *r, const char *target)
 }
 
 static void
-start(HttpTransfer *t, Running *r)
+start(HttpTransfer *t, Running *r, const HttpTransport *transport)
 {
-	if (new_easy(t, r) == NULL || curl_multi_add_handle(multi, r->easy) != CURLM_OK)
+	if (new_easy(t, r, transport) == NULL || curl_multi_add_handle(multi, r->easy) != CURLM_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("could not start an HTTP request")));
@@ -227,11 +229,13 @@ http_run(HttpTransfer *transfers, int ntransfers, int max_in_flight,
 		 HttpAnswerHandler handler, void *arg)
 {
 	Running    *volatile running = palloc0(sizeof(Running) * Max(ntransfers, 1));
+	HttpTransport transport;
 
 	if (multi == NULL && (multi = curl_multi_init()) == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("could not initialise libcurl")));
+	transport_load(&transport);
 
 	PG_TRY();
 	{
@@ -243,7 +247,7 @@ http_run(HttpTransfer *transfers, int ntransfers, int max_in_flight,
 			int			still_running;
 
 			for (; in_flight < max_in_flight && next < ntransfers; next++, in_flight++)
-				start(&transfers[next], &running[next]);
+				start(&transfers[next], &running[next], &transport);
 			curl_multi_perform(multi, &still_running);
 			in_flight -= collect_finished(transfers, running, handler, arg);
 			/* Wait only when no further transfer may start now. */
@@ -260,6 +264,8 @@ http_run(HttpTransfer *transfers, int ntransfers, int max_in_flight,
 	{
 		for (int i = 0; i < ntransfers; i++)
 			release(&running[i]);
+		/* Only now: the handles read the transport's files in place. */
+		transport_release(&transport);
 	}
 	PG_END_TRY();
 	pfree(running);

@@ -142,9 +142,47 @@ connection_made(CURL *easy)
 	return handshake_done != 0;
 }
 
-bool
-http_never_connected(CURL *easy, CURLcode rc)
+/*
+ * Whether the server ended a new TLS session before any answer began. That
+ * is how a server refuses a client certificate (or its absence) under TLS
+ * 1.3: it checks the certificate after the client considers the handshake
+ * done, sends an alert and closes. The client then fails on its first read,
+ * where only OpenSSL's reason says it was an alert ("tlsv13 alert
+ * certificate required", "tlsv1 alert unknown ca"), or, when the server
+ * had closed already, on sending the request. Either way the request was
+ * never processed.
+ */
+static bool
+tls_refused_before_answer(CURL *easy, CURLcode rc, const Running *r)
 {
+	char	   *scheme = NULL;
+	long		new_connections = 0;
+
+	if (rc != CURLE_RECV_ERROR && rc != CURLE_SEND_ERROR)
+		return false;
+	curl_easy_getinfo(easy, CURLINFO_SCHEME, &scheme);
+	curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &new_connections);
+	if (scheme == NULL || pg_strcasecmp(scheme, "https") != 0 || new_connections == 0 ||
+		http_status_code(easy) != 0)
+		return false;
+	return rc == CURLE_SEND_ERROR || strstr(r->error, " alert ") != NULL;
+}
+
+/* Whether a proxy was asked for a tunnel and answered with a refusal. */
+static bool
+tunnel_refused(CURL *easy)
+{
+	long		code = 0;
+
+	curl_easy_getinfo(easy, CURLINFO_HTTP_CONNECTCODE, &code);
+	return code != 0 && (code < 200 || code > 299);
+}
+
+bool
+http_never_connected(CURL *easy, CURLcode rc, const Running *r)
+{
+	if (tunnel_refused(easy))
+		return true;
 	switch (rc)
 	{
 		case CURLE_COULDNT_RESOLVE_HOST:
@@ -155,11 +193,12 @@ http_never_connected(CURL *easy, CURLcode rc)
 		case CURLE_SSL_CERTPROBLEM:
 		case CURLE_SSL_CIPHER:
 		case CURLE_SSL_CACERT_BADFILE:
+		case CURLE_SSL_CLIENTCERT:
 			return true;
 		case CURLE_OPERATION_TIMEDOUT:
 			return !connection_made(easy);
 		default:
-			return false;
+			return tls_refused_before_answer(easy, rc, r);
 	}
 }
 
@@ -190,6 +229,7 @@ static const struct
 	{CURLE_SSL_CERTPROBLEM, "TLS failure"},
 	{CURLE_SSL_CIPHER, "TLS failure"},
 	{CURLE_SSL_CACERT_BADFILE, "TLS failure"},
+	{CURLE_SSL_CLIENTCERT, "TLS failure"},
 	/* An HTTP/0.9 reply: the URLs themselves are always http or https. */
 	{CURLE_UNSUPPORTED_PROTOCOL, "not an HTTP answer"},
 	{CURLE_WEIRD_SERVER_REPLY, "not an HTTP answer"},
@@ -205,6 +245,10 @@ http_describe_failure(CURL *easy, CURLcode rc, const Running *r)
 
 	if (rc == CURLE_OPERATION_TIMEDOUT)
 		return psprintf("timeout %s (%s)", timeout_phase(easy), detail);
+	if (tunnel_refused(easy))
+		return psprintf("proxy refused the tunnel (%s)", detail);
+	if (tls_refused_before_answer(easy, rc, r))
+		return psprintf("TLS failure (%s)", detail);
 	for (int i = 0; i < lengthof(failure_phrases); i++)
 		if (failure_phrases[i].code == rc)
 			return psprintf("%s (%s)", failure_phrases[i].phrase, detail);

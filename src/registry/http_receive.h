@@ -42,11 +42,14 @@ extern long http_status_code(CURL *easy);
 
 /*
  * Whether a transfer that ended with rc never got a connection to its
- * server: the name did not resolve, the connection was refused or timed
- * out, or the TLS handshake failed. Anything after that (a timeout while
- * waiting, a reset, a truncated or non-HTTP answer) had a connection.
+ * server: the name did not resolve, the connection (to the server or to
+ * the proxy) was refused or timed out, the proxy would not open a tunnel
+ * to it, or the TLS handshake failed or the server refused the TLS session
+ * before answering (as a server that wants another client certificate does
+ * under TLS 1.3). Anything after that (a timeout while waiting, a reset, a
+ * truncated or non-HTTP answer) had a connection.
  */
-extern bool http_never_connected(CURL *easy, CURLcode rc);
+extern bool http_never_connected(CURL *easy, CURLcode rc, const Running *r);
 
 /* Why a transfer has no answer, as one phrase (palloc'd). */
 extern char *http_describe_failure(CURL *easy, CURLcode rc, const Running *r);

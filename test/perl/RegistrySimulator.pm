@@ -44,7 +44,11 @@ my %VALUE_OPTIONS = (
 	cancel_cooldown    => '--cancel-cooldown',
 	port_file          => '--port-file',
 	shutdown_grace     => '--shutdown-grace',
-	bind               => '--bind',);
+	bind               => '--bind',
+	tls_cert           => '--tls-cert',
+	tls_key            => '--tls-key',
+	tls_client_ca      => '--tls-client-ca',
+	control_port       => '--control-port',);
 my %FLAG_OPTIONS = (
 	auto_create   => '--auto-create',
 	ignore_tags_n => '--ignore-tags-n',
@@ -109,7 +113,9 @@ sub _spawn
 	return;
 }
 
-# Read the single "listening on http://HOST:PORT" line.
+# Read the single "listening on http://HOST:PORT" line ("listening on
+# https://HOST:PORT control http://HOST:CPORT" when serving https: the
+# control API then has a plain-HTTP port of its own).
 sub _wait_ready
 {
 	my ($self, $timeout) = @_;
@@ -132,14 +138,17 @@ sub _wait_ready
 		}
 		$line .= $chunk;
 	}
-	$line =~ m{^listening on (http://\S+):(\d+)}
+	$line =~ m{^listening on (https?://\S+):(\d+)(?: control (http://\S+))?}
 	  or croak "registry simulator said: $line";
-	$self->{url}  = "$1:$2";
-	$self->{port} = $2;
+	$self->{url}         = "$1:$2";
+	$self->{port}        = $2;
+	$self->{control_url} = $3 // $self->{url};
 	return;
 }
 
+# url: the registry (https with tls_cert); control_url: where /_sim/ is served.
 sub url  { return $_[0]->{url} }
+sub control_url { return $_[0]->{control_url} }
 sub port { return $_[0]->{port} }
 sub pid  { return $_[0]->{pid} }
 
@@ -151,7 +160,7 @@ sub _control
 	croak "registry simulator is not running" unless $self->{pid};
 	my %request = (headers => { 'Content-Type' => 'application/json' });
 	$request{content} = $self->{json}->encode($body) if defined $body;
-	my $response = $self->{http}->request($method, "$self->{url}/_sim/$route", \%request);
+	my $response = $self->{http}->request($method, "$self->{control_url}/_sim/$route", \%request);
 	my $data = eval { $self->{json}->decode($response->{content}) };
 	if (!$response->{success})
 	{

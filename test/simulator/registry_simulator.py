@@ -1,13 +1,17 @@
 #!/usr/bin/python3
 """Simulator of the container registry's import API.
 
-GitLab's registry is the only one with the /gitlab/v1/import API and it is
-not available to the tests, so this program reproduces what the extension
-relies on: starting pre-imports and final imports, their answer codes and
+The /gitlab/v1/import API exists only in GitLab's (open-source) container
+registry, in the migration mode of some 3.x releases; the tests do not need
+such a registry, because this program reproduces what the extension relies
+on: starting pre-imports and final imports, their answer codes and
 ordering rules, the status and cancel calls, the Docker V2 tag list, the
 notifications sent when a step ends, RS256 token verification, and a control
 API under /_sim/ through which tests add repositories, script outcomes and
-inject transport faults.
+inject transport faults. With --tls-cert and --tls-key it serves the
+registry over https, as self-hosted registries run it (optionally asking
+for a client certificate), and the control API on a plain-HTTP port of
+its own.
 
 Standard library only: it runs with Debian's /usr/bin/python3, also as the
 `postgres` user. See README.md next to this file.
@@ -1278,7 +1282,8 @@ def new_log_entry(**fields):
              "user_agent": None, "host": None, "authorization": None, "fault": None,
              "code": None, "completed": False, "duration_ms": None,
              "token_present": False, "token_valid": None, "token_error": None,
-             "token_header": None, "claims": None, "raw_request": None}
+             "token_header": None, "claims": None, "raw_request": None,
+             "tls_client": None, "tls_error": None}
     entry.update(fields)
     return entry
 
@@ -1315,8 +1320,89 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self.server_version
 
     def setup(self):
+        self.tls_socket = None
+        self.tls_client = None
+        self.refused = False
+        if not self.server.control_only:
+            self.app.stats.connection()
+        if self.server.tls_context is not None:
+            self.start_tls()
         super().setup()
-        self.app.stats.connection()
+
+    def handle(self):
+        if not self.refused:
+            super().handle()
+
+    def finish(self):
+        try:
+            super().finish()
+        finally:
+            if self.tls_socket is not None:
+                self.tls_socket.close()
+
+    # -- https -------------------------------------------------------------------------
+
+    def start_tls(self):
+        """The TLS handshake, in this connection's thread. A client that
+        speaks plain HTTP to the https port gets what the registry (a Go
+        server) answers, and its request is logged with its Authorization
+        header; a failed handshake is logged with OpenSSL's reason."""
+        raw = self.request
+        raw.settimeout(10)
+        try:
+            first = raw.recv(1, socket.MSG_PEEK)
+        except OSError:
+            first = b""
+        if first and first != b"\x16":  # not a TLS handshake record
+            self.refused = True
+            self.plain_http_on_tls(raw)
+            return
+        tls = self.server.tls_context.wrap_socket(raw, server_side=True,
+                                                  do_handshake_on_connect=False)
+        self.tls_socket = self.request = tls
+        try:
+            tls.do_handshake()
+        except (ssl.SSLError, OSError) as error:
+            self.refused = True
+            reason = getattr(error, "reason", None) or str(error) or type(error).__name__
+            self.log_connection_event("tls_failed", tls_error=reason)
+            return
+        self.tls_client = certificate_common_name(tls.getpeercert())
+
+    def plain_http_on_tls(self, raw):
+        head = b""
+        try:
+            while b"\r\n\r\n" not in head and len(head) < 65536:
+                chunk = raw.recv(4096)
+                if not chunk:
+                    break
+                head += chunk
+        except OSError:
+            pass
+        lines = head.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+        request_line = lines[0].split()
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        self.log_connection_event(
+            "plain_http_on_tls", raw_request=lines[0][:200],
+            method=request_line[0] if request_line else None,
+            raw_path=request_line[1] if len(request_line) > 1 else None,
+            host=headers.get("host"), user_agent=headers.get("user-agent"),
+            authorization=headers.get("authorization"),
+            token_present=headers.get("authorization", "")[:7].lower() == "bearer ")
+        try:
+            raw.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n"
+                        b"Client sent an HTTP request to an HTTPS server.\n")
+        except OSError:
+            pass
+
+    def log_connection_event(self, kind, **fields):
+        entry = new_log_entry(kind=kind, completed=True, **fields)
+        self.app.stats.begin(entry)
+        self.app.stats.answered(entry, None, 0.0)
+        self.app.stats.leave()
 
     def parse_request(self):
         """A request line or header block that is not HTTP (a TLS handshake,
@@ -1324,11 +1410,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if super().parse_request():
             return True
         raw = bytes(self.raw_requestline or b"")[:200]
-        entry = new_log_entry(kind="invalid", raw_request=raw.decode("latin-1"),
-                              completed=True)
-        self.app.stats.begin(entry)
-        self.app.stats.answered(entry, None, 0.0)
-        self.app.stats.leave()
+        self.log_connection_event("invalid", raw_request=raw.decode("latin-1"))
         return False
 
     def log_message(self, format, *args):
@@ -1354,6 +1436,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             url = urllib.parse.urlsplit(self.path)
             if url.path.startswith("/_sim/"):
                 self.handle_control(url)
+            elif self.server.control_only:
+                self.read_body()
+                self.send_json(404, {"error": "this port serves the control API only"})
             else:
                 self.handle_registry(url)
         except (BrokenPipeError, ConnectionResetError, socket.timeout):
@@ -1440,7 +1525,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                               import_type=request["import_type"],
                               user_agent=self.headers.get("User-Agent"),
                               host=self.headers.get("Host"),
-                              authorization=self.headers.get("Authorization"))
+                              authorization=self.headers.get("Authorization"),
+                              tls_client=self.tls_client)
         entry.update(app.inspect_token(self.headers, kind, path))
         app.stats.begin(entry)
         self.log_entry = entry
@@ -1564,7 +1650,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not readable:
             return False
         try:
-            if self.connection.recv(1, socket.MSG_PEEK) == b"":
+            # The plain socket's recv: an https connection's SSLSocket refuses
+            # MSG_PEEK, and only the end of the TCP stream matters here.
+            if socket.socket.recv(self.connection, 1, socket.MSG_PEEK) == b"":
                 return True
         except OSError:
             return True
@@ -1710,7 +1798,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             host, port = self.server.server_address[:2]
             template = action.get("link", '</v2/{path}/tags/list?n={n}&last={last}>; rel="next"')
             headers["Link"] = fill_template(template, {
-                "host": host, "port": port, "origin": f"http://{host}:{port}",
+                "host": host, "port": port, "origin": f"{self.server.scheme}://{host}:{port}",
                 "path": quote_path(path), "n": query.get("n") or per,
                 "last": tag_name(prefix, count - 1, length), "page": page + 1})
         self.send_body(action.get("code", 200), tag_list_body(path, prefix, count, length),
@@ -1834,8 +1922,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             or app.notifier.faults_json(),
             ("GET", "config"): app.config_json,
             ("POST", "config"): lambda: app.configure(body) or app.config_json(),
-            ("POST", "reset"): lambda: self.server.come_up() or app.reset() or {"reset": True},
-            ("POST", "down"): lambda: self.server.go_down(as_down_seconds(body)),
+            ("POST", "reset"): lambda: self.server.registry_server.come_up() or app.reset()
+            or {"reset": True},
+            ("POST", "down"): lambda: self.server.registry_server.go_down(as_down_seconds(body)),
         }
         handler = handlers.get((method, route))
         if handler is None:
@@ -1886,11 +1975,16 @@ class SimulatorServer(http.server.ThreadingHTTPServer):
     request_queue_size = 1024   # hundreds of clients may connect at once
     allow_reuse_address = True
 
-    def __init__(self, address, app):
+    def __init__(self, address, app, tls_context=None, registry_server=None):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, Handler)
         self.app = app
+        self.tls_context = tls_context
+        self.scheme = "http" if tls_context is None else "https"
+        # A control-only listener (beside an https registry) acts on the registry's server.
+        self.control_only = registry_server is not None
+        self.registry_server = registry_server or self
         self.down_lock = threading.Lock()
         self.down_until = None      # monotonic clock; None: accepting connections
         self.up_timer = None
@@ -1948,6 +2042,31 @@ class SimulatorServer(http.server.ThreadingHTTPServer):
 # Command line
 # ---------------------------------------------------------------------------
 
+def certificate_common_name(certificate):
+    """The CN of a peer certificate as ssl reports it, or None."""
+    for rdn in (certificate or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return value
+    return None
+
+
+def tls_context(options):
+    """The server context for --tls-cert/--tls-key: TLS 1.2 or later, as the
+    registry's default minimum; with --tls-client-ca a client certificate
+    signed by that CA is required (the registry's http.tls.clientcas)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(options.tls_cert, options.tls_key)
+        if options.tls_client_ca:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(options.tls_client_ca)
+    except (OSError, ssl.SSLError) as error:
+        raise UserError(f"TLS files: {error}") from None
+    return context
+
+
 def parse_options(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
@@ -1978,25 +2097,48 @@ def parse_options(argv):
     add("--shutdown-grace", type=float, default=5.0,
         help="seconds to deliver the shutdown notifications")
     add("--verbose", action="store_true", help="log every request to stderr")
-    return parser.parse_args(argv)
+    add("--tls-cert", help="PEM certificate (chain): serve the registry over https")
+    add("--tls-key", help="PEM private key of --tls-cert")
+    add("--tls-client-ca", help="with https: require a client certificate signed by this CA")
+    add("--control-port", type=int, default=0,
+        help="with https: port of the plain-HTTP control API; 0 picks a free one (default)")
+    options = parser.parse_args(argv)
+    if bool(options.tls_cert) != bool(options.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    if options.tls_client_ca and not options.tls_cert:
+        parser.error("--tls-client-ca needs --tls-cert and --tls-key")
+    return options
 
 
-def announce(server, options):
+def server_url(server):
     host, port = server.server_address[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"{server.scheme}://{shown}:{port}"
+
+
+def announce(server, control, options):
+    port = server.server_address[1]
     if options.port_file:
         temporary = f"{options.port_file}.tmp{os.getpid()}"
         with open(temporary, "w") as handle:
             handle.write(f"{port}\n")
         os.replace(temporary, options.port_file)
-    shown = f"[{host}]" if ":" in host else host
-    print(f"listening on http://{shown}:{port}", flush=True)
+    line = f"listening on {server_url(server)}"
+    if control is not None:
+        line += f" control {server_url(control)}"
+    print(line, flush=True)
 
 
 def main(argv=None):
     options = parse_options(argv)
+    control = None
     try:
         app = Application(options)
-        server = SimulatorServer((options.bind, options.port), app)
+        context = tls_context(options) if options.tls_cert else None
+        server = SimulatorServer((options.bind, options.port), app, context)
+        if context is not None:
+            control = SimulatorServer((options.bind, options.control_port), app,
+                                      registry_server=server)
     except (UserError, OSError) as error:
         print(f"registry_simulator: {error}", file=sys.stderr)
         return 2
@@ -2004,15 +2146,17 @@ def main(argv=None):
     terminate = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: terminate.set())
-    serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
-                               name="accept", daemon=True)
-    serving.start()
-    announce(server, options)
+    servers = [server] + ([control] if control is not None else [])
+    for each in servers:
+        threading.Thread(target=each.serve_forever, kwargs={"poll_interval": 0.2},
+                         name="accept", daemon=True).start()
+    announce(server, control, options)
     while not terminate.wait(0.5):
         pass
     canceled = app.shutdown(options.shutdown_grace)
-    server.shutdown()
-    server.server_close()
+    for each in servers:
+        each.shutdown()
+        each.server_close()
     if options.verbose:
         print(f"registry_simulator: stopped, {canceled} running step(s) canceled",
               file=sys.stderr)

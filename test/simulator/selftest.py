@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Self-test of registry_simulator.py: every rule of how the registry
-answers, every fault action, tag pagination, token verification, shutdown,
-and a load run.
+answers, every fault action, tag pagination, token verification, https,
+shutdown, and a load run.
 
 Run: /usr/bin/python3 test/simulator/selftest.py   (about 30 s)
 """
@@ -16,6 +16,7 @@ import select
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -1002,6 +1003,125 @@ class Catcher(unittest.TestCase):
             self.assertEqual(catcher.json_request("GET", "/v2/any/thing/tags/list")[0], 404)
         finally:
             self.assertEqual(catcher.stop(), 0)
+
+
+# ---------------------------------------------------------------------------
+# https (--tls-cert, --tls-key, --tls-client-ca)
+# ---------------------------------------------------------------------------
+
+class TlsSimulator(Simulator):
+    """The simulator serving https; its control API (what Simulator's
+    helpers use) is on a plain-HTTP port of its own."""
+
+    def __init__(self, *args):
+        self.process = subprocess.Popen([PYTHON, SCRIPT, "--port", "0", *args],
+                                        stdout=subprocess.PIPE, text=True)
+        ready, _, _ = select.select([self.process.stdout], [], [], 10)
+        line = self.process.stdout.readline() if ready else ""
+        words = line.split()
+        if len(words) != 5 or not words[2].startswith("https://127.0.0.1:") \
+                or words[3] != "control":
+            self.process.kill()
+            raise RuntimeError(f"simulator did not start: {line!r}")
+        self.tls_port = int(words[2].rsplit(":", 1)[1])
+        self.port = int(words[4].rsplit(":", 1)[1])
+
+    def tls_request(self, context, method, target, headers=None):
+        connection = http.client.HTTPSConnection("127.0.0.1", self.tls_port, timeout=10,
+                                                 context=context)
+        try:
+            connection.request(method, target, headers=headers or {})
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+
+class Tls(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.directory = tempfile.mkdtemp(prefix="simtls")
+        path = cls.path
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", path("ca.key"),
+                "-out", path("ca.crt"), "-subj", "/CN=simulator test CA", "-days", "1")
+        for name, cn, extension in (
+                ("server", "127.0.0.1", "subjectAltName=IP:127.0.0.1\n"),
+                ("client", "the client", "extendedKeyUsage=clientAuth\n")):
+            with open(path(f"{name}.ext"), "w") as handle:
+                handle.write(extension)
+            openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", path(f"{name}.key"),
+                    "-out", path(f"{name}.csr"), "-subj", f"/CN={cn}")
+            openssl("x509", "-req", "-in", path(f"{name}.csr"), "-CA", path("ca.crt"),
+                    "-CAkey", path("ca.key"), "-CAcreateserial", "-out", path(f"{name}.crt"),
+                    "-days", "1", "-extfile", path(f"{name}.ext"))
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.directory, ignore_errors=True)
+
+    @classmethod
+    def path(cls, name):
+        return os.path.join(cls.directory, name)
+
+    def client_context(self, certificate=False):
+        context = ssl.create_default_context(cafile=self.path("ca.crt"))
+        if certificate:
+            context.load_cert_chain(self.path("client.crt"), self.path("client.key"))
+        return context
+
+    def test_https_registry_and_plain_control(self):
+        sim = TlsSimulator("--tls-cert", self.path("server.crt"),
+                           "--tls-key", self.path("server.key"))
+        try:
+            sim.add({"path": "g/img"})
+            code, body = sim.tls_request(self.client_context(), "PUT",
+                                         "/gitlab/v1/import/g/img/?import_type=pre")
+            self.assertEqual((code, json.loads(body)["status"]), (202, "pre_import_in_progress"))
+            # A client that does not trust the CA: no request reaches the registry.
+            with self.assertRaises(ssl.SSLError):
+                sim.tls_request(ssl.create_default_context(), "GET", "/v2/")
+            # Plain HTTP on the https port: the Go server's answer, the request logged.
+            reply, _, _ = raw_exchange(sim.tls_port, b"GET /gitlab/v1/import/g/img/ HTTP/1.1\r\n"
+                                 b"Host: x\r\nAuthorization: Bearer a.b.c\r\n\r\n", timeout=5)
+            self.assertTrue(reply.startswith(b"HTTP/1.0 400 Bad Request\r\n"), reply)
+            self.assertIn(b"Client sent an HTTP request to an HTTPS server.", reply)
+            # The registry is not on the control port.
+            self.assertEqual(sim.request("GET", "/v2/")[0], 404)
+            log = sim.control("GET", "requests")
+            self.assertEqual([(e["kind"], e["authorization"], e["tls_client"]) for e in log],
+                             [("start", None, None), ("tls_failed", None, None),
+                              ("plain_http_on_tls", "Bearer a.b.c", None)])
+            self.assertIn("UNKNOWN_CA", log[1]["tls_error"])
+            self.assertEqual(log[2]["raw_path"], "/gitlab/v1/import/g/img/")
+            self.assertEqual(sim.control("GET", "state?repositories=0")["connections_accepted"], 3)
+        finally:
+            self.assertEqual(sim.stop(), 0)
+
+    def test_client_certificate_required(self):
+        sim = TlsSimulator("--tls-cert", self.path("server.crt"),
+                           "--tls-key", self.path("server.key"),
+                           "--tls-client-ca", self.path("ca.crt"))
+        try:
+            with self.assertRaises((ssl.SSLError, ConnectionError)):
+                sim.tls_request(self.client_context(), "GET", "/v2/")
+            code, _ = sim.tls_request(self.client_context(certificate=True), "GET", "/v2/")
+            self.assertEqual(code, 200)
+            log = sim.control("GET", "requests")
+            self.assertEqual([(e["kind"], e["tls_client"]) for e in log],
+                             [("tls_failed", None), ("base", "the client")])
+            self.assertIn("CERTIFICATE", log[0]["tls_error"])
+        finally:
+            self.assertEqual(sim.stop(), 0)
+
+    def test_option_errors(self):
+        for args in (["--tls-cert", self.path("server.crt")],
+                     ["--tls-client-ca", self.path("ca.crt")]):
+            result = subprocess.run([PYTHON, SCRIPT, *args], capture_output=True, text=True)
+            self.assertEqual(result.returncode, 2, args)
+        result = subprocess.run([PYTHON, SCRIPT, "--tls-cert", self.path("ca.key"),
+                                 "--tls-key", self.path("ca.key")], capture_output=True, text=True)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("TLS files", result.stderr)
 
 
 # ---------------------------------------------------------------------------

@@ -97,10 +97,44 @@ test_is_http(void)
 	CHECK(!url_is_http(NULL), "NULL");
 }
 
+static void
+check_proxy(const char *url, const char *why)
+{
+	const char *problem = url_proxy_problem(url);
+
+	if (why == NULL)
+		CHECK_STR_EQ(problem, NULL, "\"%s\" is a proxy", url);
+	else
+		CHECK_CONTAINS(problem, why, "\"%s\" is refused as a proxy", url);
+}
+
+static void
+test_proxy(void)
+{
+	check_proxy("http://proxy.example.com:3128", NULL);
+	check_proxy("http://proxy.example.com:3128/", NULL);
+	check_proxy("HTTPS://127.0.0.1:8443", NULL);
+	check_proxy("socks5://[::1]:1080", NULL);
+	check_proxy("socks5h://proxy:1080", NULL);
+	check_proxy("ftp://proxy:21", "scheme must be http, https, socks5 or socks5h");
+	check_proxy("socks4://proxy:1080", "scheme must be");
+	check_proxy("file:///tmp/x", "scheme must be");
+	check_proxy("http://user:secret@proxy:3128", "must not contain credentials");
+	check_proxy("http://user@proxy:3128", "must not contain credentials");
+	check_proxy("http://proxy.example.com", "must name its port");
+	check_proxy("http://proxy:3128/path", "must not contain a path");
+	check_proxy("http://proxy:3128/?a=b", "must not contain a path, a query");
+	check_proxy("http://proxy:3128/#x", "a fragment");
+	check_proxy("proxy:3128", "must be a URL");
+	check_proxy("not a url", "must be a URL");
+	check_proxy("http://", "must be a URL");
+}
+
 void
 test_url_origin(void)
 {
 	test_same_origin();
 	test_resolve();
 	test_is_http();
+	test_proxy();
 }

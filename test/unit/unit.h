@@ -64,6 +64,7 @@ extern void test_registry_api(void);
 extern void test_jwt(void);
 extern void test_registry_json(void);
 extern void test_url_origin(void);
+extern void test_pem_files(void);
 extern void test_sql_facts(void);
 
 #endif

@@ -149,6 +149,7 @@ main(void)
 	run_suite("jwt", test_jwt);
 	run_suite("registry_json", test_registry_json);
 	run_suite("url_origin", test_url_origin);
+	run_suite("pem_files", test_pem_files);
 	run_suite("sql_facts", test_sql_facts);
 
 	printf("unit: %ld passed, %ld failed\n", checks - failures, failures);
