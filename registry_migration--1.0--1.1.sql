@@ -254,3 +254,10 @@ SELECT c.done, c.skipped, c.remaining, c.in_process,
        END AS estimated_time_to_finish
   FROM counts AS c, recent AS r;
 
+
+-- The event log carries the skip reason each change wrote (events written
+-- before the upgrade have none), and finds the failure notifications held
+-- for confirmation by their own index.
+ALTER TABLE @extschema@.events ADD COLUMN skipped_reason @extschema@.skip_reason;
+CREATE INDEX events_failure_pending ON @extschema@.events (at)
+    WHERE event = 'failure_pending';
