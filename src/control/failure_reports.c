@@ -141,7 +141,7 @@ select_held(const MigrationSettings *s, int *count, const char ***paths,
 	return held;
 }
 
-/* The registry says the step runs (or has just finished it): the report was about an earlier attempt. */
+/* The registry reports the step running, or done as recorded: the report was about an earlier attempt. */
 static void
 dismiss(ConfirmContext *ctx, const EventNote *note)
 {
@@ -203,8 +203,9 @@ confirm_one(void *arg)
 	}
 	/* Unknown to the registry, or an unusable status: nothing contradicts the notification. */
 	note.detail = psprintf("the registry's status (%s) does not contradict the %s notification",
-						   a->problem ? a->problem : a->registry_status ? a->registry_status
-						   : "unknown", ctx->held->notified_text);
+						   a->answer == ANSWER_NOT_FOUND ? "404: unknown repository"
+						   : a->problem ? a->problem : a->registry_status ? a->registry_status
+						   : "unusable", ctx->held->notified_text);
 	abort_listed(&ctx->repo, registry_status_is_cancel(ctx->held->notified), &note, ctx->settings,
 				 ctx->summary);
 }

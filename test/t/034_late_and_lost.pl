@@ -51,7 +51,7 @@ is_deeply([ $s->{unavailable}, $s->{started} ], [ [$p], [] ],
 	'lost pre-import answer: the repository is passed over as unavailable');
 is(state_of($p) . ' ' . events_of($p), 'default default>default:start_unanswered',
 	'... it stays default, and the start is recorded as start_unanswered');
-is((event_rows($p))[0]->{cause}, 'enqueuer', '... by the enqueuer');
+is(join(',', map { $_->{cause} } event_rows($p)), 'enqueuer', '... by the enqueuer');
 ok($sim->wait_for_status($p, 'pre_import_complete', 10), '... the registry had started it, and finishes it');
 is_deeply([ deliver(1) ], ['pre_import_complete -> pre_import_done'],
 	'its pre_import_complete notification is applied as if the start had been accepted (not refused)');
@@ -112,7 +112,8 @@ is_deeply([ requests_with_code() ], ["status $p 200"], '... with exactly one sta
 $r = repo($p);
 is("$r->{state} $r->{retries_count} $r->{aborted_in_state}", 'import_aborted 1 pre_importing',
 	'... import_aborted, one retry spent, aborted_in_state pre_importing');
-is((event_rows($p))[-1]->{registry_status}, 'pre_import_failed', "... the abort records the registry's status");
+is(join(',', map { $_->{registry_status} // '-' } grep { $_->{event} eq 'abort' } event_rows($p)),
+	'pre_import_failed', "... the abort records the registry's status");
 is_deeply(enqueue()->{retried}, [$p], 'the enqueuer retries the pre-import (it now hangs on the registry)');
 $sim->clear_requests;
 is(notify($p, 'pre_import_failed'), 'pre_importing',
@@ -167,6 +168,16 @@ put_row($p, 'pre_import_done', pre_import_started_at => ago('1 hour'), pre_impor
 is(notify($p, 'pre_import_failed'), 'pre_import_done', 'a failure for a pre-import just recorded as done: held');
 is_deeply(guard()->{left_alone}, [$p], '... the registry reports it complete: dismissed');
 is(state_of($p), 'pre_import_done', '... still pre_import_done');
+
+# The registry does not know the repository (404): nothing contradicts the
+# notification, which is then applied as it would have been.
+fresh();
+$p = 'late/unknown';
+put_row($p, 'importing', pre_import_started_at => ago('1 hour'), pre_import_done_at => ago('1 hour'),
+	import_started_at => 'now()');
+is(notify($p, 'import_failed'), 'importing', 'a failure for a repository the registry does not know: held');
+is_deeply(guard()->{aborted}, [$p], '... the status request is answered 404: aborted');
+like((events($p))[-1], qr/^guard abort importing>import_aborted 404 -$/, '... by the guard, with the 404');
 section_time('late failures', $t);
 
 # ---- a held report is never stuck -------------------------------------------------------
