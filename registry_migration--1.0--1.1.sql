@@ -325,3 +325,10 @@ SELECT e.id, e.at, e.repository_id, e.path, e.old_state, e.cause,
        e.registry_status, e.http_status, e.detail
   FROM @extschema@.events AS e
  WHERE e.event IN ('abort', 'retry_failed');
+
+-- The event log carries the skip reason each change wrote (events written
+-- before the upgrade have none), and finds the failure notifications held
+-- for confirmation by their own index.
+ALTER TABLE @extschema@.events ADD COLUMN skipped_reason @extschema@.skip_reason;
+CREATE INDEX events_failure_pending ON @extschema@.events (at)
+    WHERE event = 'failure_pending';

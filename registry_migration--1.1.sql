@@ -362,11 +362,19 @@ CREATE TABLE @extschema@.events (
     registry_status text,
     http_status integer,
     detail text,
-    at timestamptz NOT NULL DEFAULT clock_timestamp()
+    at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    -- The skip reason the change wrote (a skip, or a finish as
+    -- native_import or not_found), so a history explains itself even after
+    -- a reset cleared the repository's own reason.
+    skipped_reason @extschema@.skip_reason
 );
 
 CREATE INDEX events_at ON @extschema@.events (at);
 CREATE INDEX events_repository ON @extschema@.events (repository_id, id);
+-- Failure notifications held until the registry's status confirms them:
+-- every guard cycle looks for the recent ones.
+CREATE INDEX events_failure_pending ON @extschema@.events (at)
+    WHERE event = 'failure_pending';
 
 -- Dumped with the database.
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.repositories', '');

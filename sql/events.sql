@@ -107,3 +107,79 @@ SELECT purge_events() AS removed;
 SELECT count(*) AS left FROM events;
 
 INSERT INTO settings DEFAULT VALUES;
+
+--
+-- Every event that writes a skip reason carries it (column skipped_reason),
+-- so a repository's history explains itself after a reset cleared the
+-- row's own reason; the abort before an automatic skip carries none.
+--
+DELETE FROM repositories;
+DELETE FROM events;
+INSERT INTO repositories (path, state, pre_import_started_at, import_started_at, retries_count)
+VALUES ('why/skipped', 'default', NULL, NULL, 0),
+       ('why/failed', 'importing', now() - interval '1 hour', now() - interval '1 hour', 2),
+       ('why/canceled', 'pre_importing', now() - interval '1 hour', NULL, 2);
+SELECT skip('why/skipped', 'root_namespace_in_deny_list');
+SELECT reset('why/skipped');
+SELECT handle_notification('why/failed', 'import_failed');
+SELECT handle_notification('why/canceled', 'pre_import_canceled');
+SELECT path, event, old_state, new_state, skipped_reason FROM events ORDER BY id;
+SELECT path, state, skipped_reason FROM repositories ORDER BY path;
+
+--
+-- A failure notification for a step only seconds old may be about an
+-- earlier attempt: it changes nothing yet, returns the state as it is, and
+-- is recorded as failure_pending for the guard to confirm with the
+-- registry. One for an older step aborts at once.
+--
+DELETE FROM repositories;
+DELETE FROM events;
+INSERT INTO repositories (path, state, pre_import_started_at, pre_import_done_at, import_started_at)
+VALUES ('held/young', 'pre_importing', now(), NULL, NULL),
+       ('held/young-done', 'pre_import_done', now() - interval '1 hour', now(), NULL),
+       ('held/old', 'importing', now() - interval '1 hour', now() - interval '1 hour',
+        now() - interval '1 minute');
+SELECT handle_notification('held/young', 'pre_import_failed') AS young,
+       handle_notification('held/young-done', 'pre_import_canceled') AS young_done,
+       handle_notification('held/old', 'import_failed') AS old;
+SELECT path, state, retries_count FROM repositories ORDER BY path;
+SELECT path, cause, event, old_state, new_state, registry_status,
+       detail LIKE 'reported % s after the step started:%' AS detail_ok
+  FROM events ORDER BY id;
+-- A duplicate is held again; a completion still applies at once.
+SELECT handle_notification('held/young', 'pre_import_failed') AS duplicate,
+       handle_notification('held/young', 'pre_import_complete') AS completion;
+SELECT count(*) AS held_events FROM events WHERE path = 'held/young' AND event = 'failure_pending';
+-- The held reports are found through their own index.
+SELECT indexrelid::regclass AS index, pg_get_expr(indpred, indrelid) AS predicate
+  FROM pg_index WHERE indexrelid = 'registry_migration.events_failure_pending'::regclass;
+
+--
+-- A completion notification for a default repository is refused, unless
+-- one of our starts lost its answer since the repository last changed
+-- state: then it is applied as if the start had been accepted. A failure
+-- then changes nothing. (The cycles write start_unanswered; written by hand
+-- here.)
+--
+DELETE FROM repositories;
+DELETE FROM events;
+INSERT INTO repositories (path) VALUES ('lost/pre'), ('lost/import'), ('lost/failed'), ('lost/none'),
+       ('lost/before-reset');
+INSERT INTO events (repository_id, path, old_state, new_state, cause, event)
+SELECT id, path, 'default', 'default', 'enqueuer', 'start_unanswered' FROM repositories
+ WHERE path <> 'lost/none';
+SELECT skip('lost/before-reset', 'not_in_plan');
+SELECT reset('lost/before-reset');
+SELECT p AS path, s AS status,
+       regress.try(format($$SELECT registry_migration.handle_notification(%L, %L)$$, p, s)) AS result
+  FROM (VALUES ('lost/pre', 'pre_import_complete'), ('lost/import', 'import_complete'),
+               ('lost/failed', 'pre_import_failed'), ('lost/none', 'pre_import_complete'),
+               ('lost/before-reset', 'pre_import_complete')) AS v(p, s);
+SELECT path, state, pre_import_started_at IS NOT NULL AS pre_import_started,
+       pre_import_done_at IS NOT NULL AS pre_import_done, skipped_reason
+  FROM repositories ORDER BY path;
+SELECT path, cause, event, old_state, new_state FROM events
+ WHERE event NOT IN ('start_unanswered', 'skip', 'reset') ORDER BY id;
+
+DELETE FROM repositories;
+DELETE FROM events;

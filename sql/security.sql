@@ -186,10 +186,12 @@ UPDATE registry_state SET retry_after_until = NULL;
 
 --
 -- 4. A retry counter written directly at the top of its type: the next abort
--- keeps it there (instead of overflowing) and skips the repository.
+-- keeps it there (instead of overflowing) and skips the repository. (The
+-- step began an hour ago: a failure reported for a step only seconds old
+-- waits for the guard to confirm it.)
 --
 INSERT INTO repositories (path, state, pre_import_started_at, import_started_at, retries_count)
-VALUES ('sec/counter', 'importing', now(), now(), 2147483647);
+VALUES ('sec/counter', 'importing', now() - interval '1 hour', now() - interval '1 hour', 2147483647);
 SELECT handle_notification('sec/counter', 'import_failed') AS after_failure;
 SELECT state, retries_count, skipped_reason FROM repositories WHERE path = 'sec/counter';
 DELETE FROM repositories;

@@ -18,6 +18,7 @@
 
 #include "control/changes.h"
 #include "control/cycle.h"
+#include "control/failure_reports.h"
 #include "control/guard.h"
 #include "control/reconcile.h"
 #include "control/starts.h"
@@ -350,5 +351,7 @@ guard_cycle_body(CycleSummary *summary)
 			}
 		}
 	}
+	/* Then the failure notifications held for confirmation (steps not yet stale). */
+	failure_reports_confirm(&settings, summary, cycle_memory);
 	SPI_finish();
 }

@@ -2,7 +2,8 @@
  * starts.c — what each answer to a start changes:
  *
  *   accepted (202)            the step starts (listed under started_list)
- *   already imported (200)    finished as native_import
+ *   already imported (200)    finished as native_import (or, after a
+ *                             start whose answer was lost, as our own)
  *   not found (404)           finished as not_found
  *   already running (425/409) marked as running, no retry spent
  *   too many imports (429)    nothing yet; the (start_max_retries + 1)-th
@@ -10,12 +11,14 @@
  *   not ready (429 with the   the same, but it concerns this repository
  *   registry's cool-down      alone: its Retry-After is not recorded, and
  *   code)                     the enqueuer goes on with the others
- *   no usable answer          nothing, no retry spent
+ *   no usable answer          nothing, no retry spent; a start the
+ *                             registry may have carried out is recorded
  *   anything else             the start is recorded, then aborted
  */
 #include "postgres.h"
 
 #include "control/changes.h"
+#include "control/lost_starts.h"
 #include "control/starts.h"
 #include "store/backoff.h"
 
@@ -44,6 +47,23 @@ finish_as(const Start *st, SkipReason reason, const EventNote *note)
 	.reason = reason};
 
 	change_listed(st->repo, &request, note, st->settings, st->summary, SL_FINISHED);
+}
+
+/*
+ * 200: the repository is already on the new registry. After one of our
+ * starts lost its answer, that is our own import finishing.
+ */
+static void
+finish_already_imported(const Start *st, const EventNote *note)
+{
+	bool		ours = lost_start_pending(st->repo);
+	TransitionRequest request = {.event = EV_FINISH_IMPORT, .has_reason = !ours,
+	.reason = SR_NATIVE_IMPORT};
+	EventNote	ours_note = *note;
+
+	if (ours)
+		ours_note.detail = "already imported: by the start whose answer was lost";
+	change_listed(st->repo, &request, &ours_note, st->settings, st->summary, SL_FINISHED);
 }
 
 static void
@@ -120,7 +140,7 @@ start_step(Repository *repo, bool final, const MigrationSettings *settings,
 			apply_simple(&st, st.event, &note, started_list);
 			break;
 		case ANSWER_ALREADY_IMPORTED:
-			finish_as(&st, SR_NATIVE_IMPORT, &note);
+			finish_already_imported(&st, &note);
 			break;
 		case ANSWER_NOT_FOUND:
 			finish_as(&st, SR_NOT_FOUND, &note);
@@ -137,7 +157,9 @@ start_step(Repository *repo, bool final, const MigrationSettings *settings,
 			/* Aborted at the limit, it is handled; else passed over this cycle. */
 			return too_many_imports(&st, &a, &note) ? HANDLED : HANDLED_NOT_READY;
 		case ANSWER_UNAVAILABLE:
-			return unavailable_outcome(&a); /* nothing changes, no retry spent */
+			/* Nothing changes, no retry spent; a start that may have got through is recorded. */
+			lost_start_record(repo, final, &a, cause);
+			return unavailable_outcome(&a);
 		case ANSWER_OK:
 		case ANSWER_REFUSED:
 			start_then_abort(&st, &note);

@@ -192,6 +192,12 @@ classify_answer(RegistryCall call, bool transport_ok, long code)
 }
 
 bool
+start_answer_lost(bool registry_down, long http_status)
+{
+	return !registry_down && (http_status == 0 || (http_status >= 500 && http_status <= 599));
+}
+
+bool
 parse_retry_after(const char *value, time_t now, int64_t *seconds)
 {
 	const char *p = value;

@@ -61,6 +61,16 @@ extern char *registry_call_url(const char *base, RegistryCall call, const char *
  */
 extern AnswerClass classify_answer(RegistryCall call, bool transport_ok, long http_status);
 
+/*
+ * Whether a start answered "registry unavailable" may still have been
+ * carried out: the request reached the registry (a connection was made,
+ * registry_down is false) and what came back says nothing either way — no
+ * HTTP answer at all (a timeout after connecting, a reset, a cut or non-HTTP
+ * response, http_status 0) or a 5xx. A 3xx, 401, 403 or 408 is the registry
+ * declining the request before acting on it.
+ */
+extern bool start_answer_lost(bool registry_down, long http_status);
+
 /* The error code of a 429 that concerns one repository, not the registry. */
 #define REGISTRY_CODE_NOT_READY "IMPORT_REPOSITORY_NOT_READY"
 

@@ -174,15 +174,19 @@ enter_state(RepositoryRow *row, MigrationState target, const TransitionRequest *
 	row->state = target;
 }
 
+/* The step is recorded with the reason it wrote, so its history explains a skip. */
 static void
-record_step(TransitionOutcome *outcome, MigrationEvent event, MigrationState old,
+record_step(TransitionOutcome *outcome, const TransitionRequest *request, MigrationState old,
 			MigrationState new)
 {
 	TransitionStep *step = &outcome->steps[outcome->nsteps++];
 
-	step->event = event;
+	step->event = request->event;
 	step->old_state = old;
 	step->new_state = new;
+	step->has_reason = request->event == EV_SKIP ||
+		(request->event == EV_FINISH_IMPORT && request->has_reason);
+	step->reason = step->has_reason ? request->reason : (SkipReason) 0;
 }
 
 TransitionOutcome
@@ -198,7 +202,7 @@ transition_apply(RepositoryRow *row, const TransitionRequest *request,
 	outcome.allowed = true;
 
 	enter_state(row, events[event].target, request, now);
-	record_step(&outcome, event, old, row->state);
+	record_step(&outcome, request, old, row->state);
 
 	/* The automatic skip at the retry limit keeps aborted_at and aborted_in_state. */
 	if (row->state == MS_IMPORT_ABORTED && row->retries_count >= max_retries)
@@ -208,7 +212,7 @@ transition_apply(RepositoryRow *row, const TransitionRequest *request,
 		: SR_TOO_MANY_RETRIES};
 
 		enter_state(row, MS_IMPORT_SKIPPED, &skip, now);
-		record_step(&outcome, EV_SKIP, MS_IMPORT_ABORTED, MS_IMPORT_SKIPPED);
+		record_step(&outcome, &skip, MS_IMPORT_ABORTED, MS_IMPORT_SKIPPED);
 	}
 	return outcome;
 }

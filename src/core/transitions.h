@@ -76,6 +76,9 @@ typedef struct TransitionStep
 	MigrationEvent event;
 	MigrationState old_state;
 	MigrationState new_state;
+	/* The skip reason this step wrote: a skip, or "finish import as R" */
+	bool		has_reason;
+	SkipReason	reason;
 } TransitionStep;
 
 /* An abort can be followed by the automatic skip: at most two steps. */

@@ -8,21 +8,22 @@
 
 #include "store/commit_signal.h"
 
-static void (*listener) (void) = NULL;
+static void (*listener) (bool guard_wanted) = NULL;
 static bool raised = false;
+static bool guard_wanted = false;
 
 static void
 at_transaction_end(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_COMMIT && raised)
-		listener();
+		listener(guard_wanted);
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
-		raised = false;
+		raised = guard_wanted = false;
 }
 
 void
-commit_signal_listen(void (*fn) (void))
+commit_signal_listen(void (*fn) (bool guard_wanted))
 {
 	Assert(listener == NULL);
 	listener = fn;
@@ -34,4 +35,11 @@ commit_signal_raise(void)
 {
 	if (listener != NULL)
 		raised = true;
+}
+
+void
+commit_signal_raise_guard(void)
+{
+	if (listener != NULL)
+		raised = guard_wanted = true;
 }

@@ -11,10 +11,21 @@
 #ifndef RM_COMMIT_SIGNAL_H
 #define RM_COMMIT_SIGNAL_H
 
-/* Install the one listener for this process; called from _PG_init. */
-extern void commit_signal_listen(void (*listener) (void));
+#include <stdbool.h>
+
+/*
+ * Install the one listener for this process; called from _PG_init. It is
+ * told whether the transaction also wants a guard cycle at once.
+ */
+extern void commit_signal_listen(void (*listener) (bool guard_wanted));
 
 /* Have the listener called when the current transaction commits. */
 extern void commit_signal_raise(void);
+
+/*
+ * The same, and a guard cycle is wanted at once: something waits for the
+ * guard's confirmation with the registry (a held failure notification).
+ */
+extern void commit_signal_raise_guard(void);
 
 #endif

@@ -3,9 +3,12 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_type_d.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
 
 #include "store/event_log.h"
 #include "store/settings.h"
@@ -18,24 +21,51 @@ text_or_null(const char *s, char *null_flag)
 	return s ? CStringGetTextDatum(s) : (Datum) 0;
 }
 
-void
-event_log_write(int64 repository_id, const char *path,
-				MigrationState old_state, MigrationState new_state,
-				const char *event, const EventNote *note, TimestampTz at)
+/*
+ * Whether the event log has its skipped_reason column. A database still at
+ * version 1.0 (the library is newer than its schema until ALTER EXTENSION
+ * ... UPDATE) has none; it is asked on every write, a catalog cache look-up,
+ * so an update takes effect in sessions already open.
+ */
+static bool
+events_have_reason_column(void)
+{
+	Oid			relid = get_relname_relid("events", get_namespace_oid("registry_migration", false));
+
+	return OidIsValid(relid) && get_attnum(relid, "skipped_reason") != InvalidAttrNumber;
+}
+
+static void
+insert_event(int64 repository_id, const char *path, MigrationState old_state,
+			 MigrationState new_state, const char *event, const SkipReason *reason,
+			 const EventNote *note, TimestampTz at)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[10] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-	TEXTOID, INT4OID, TEXTOID, TIMESTAMPTZOID};
-	Datum		values[10];
-	char		nulls[10];
+	static SPIPlanPtr plan_without_reason = NULL;
+	Oid			types[11] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	TEXTOID, INT4OID, TEXTOID, TIMESTAMPTZOID, TEXTOID};
+	Datum		values[11];
+	char		nulls[11];
+	bool		with_reason = events_have_reason_column();
+	SPIPlanPtr	chosen;
 
-	spi_cached_plan(&plan,
-					"INSERT INTO registry_migration.events"
-					" (repository_id, path, old_state, new_state, cause, event,"
-					"  registry_status, http_status, detail, at)"
-					" VALUES ($1, $2, $3::registry_migration.migration_state,"
-					"  $4::registry_migration.migration_state, $5, $6, $7, $8, $9, $10)",
-					10, types);
+	if (with_reason)
+		chosen = spi_cached_plan(&plan,
+								 "INSERT INTO registry_migration.events"
+								 " (repository_id, path, old_state, new_state, cause, event,"
+								 "  registry_status, http_status, detail, at, skipped_reason)"
+								 " VALUES ($1, $2, $3::registry_migration.migration_state,"
+								 "  $4::registry_migration.migration_state, $5, $6, $7, $8, $9, $10,"
+								 "  $11::registry_migration.skip_reason)",
+								 11, types);
+	else
+		chosen = spi_cached_plan(&plan_without_reason,
+								 "INSERT INTO registry_migration.events"
+								 " (repository_id, path, old_state, new_state, cause, event,"
+								 "  registry_status, http_status, detail, at)"
+								 " VALUES ($1, $2, $3::registry_migration.migration_state,"
+								 "  $4::registry_migration.migration_state, $5, $6, $7, $8, $9, $10)",
+								 10, types);
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = Int64GetDatum(repository_id);
 	values[1] = CStringGetTextDatum(path);
@@ -48,7 +78,47 @@ event_log_write(int64 repository_id, const char *path,
 	nulls[7] = note->http_status ? ' ' : 'n';
 	values[8] = text_or_null(note->detail, &nulls[8]);
 	values[9] = TimestampTzGetDatum(at);
-	spi_run(plan, values, nulls, false, 0, SPI_OK_INSERT);
+	values[10] = text_or_null(reason ? skip_reason_name(*reason) : NULL, &nulls[10]);
+	spi_run(chosen, values, nulls, false, 0, SPI_OK_INSERT);
+}
+
+void
+event_log_write(int64 repository_id, const char *path, const TransitionStep *step,
+				const EventNote *note, TimestampTz at)
+{
+	insert_event(repository_id, path, step->old_state, step->new_state,
+				 migration_event_name(step->event), step->has_reason ? &step->reason : NULL,
+				 note, at);
+}
+
+void
+event_log_no_change(int64 repository_id, const char *path, MigrationState state,
+					const char *event, const EventNote *note)
+{
+	insert_event(repository_id, path, state, state, event, NULL, note, GetCurrentTimestamp());
+}
+
+bool
+event_log_since_last_change(int64 repository_id, MigrationState state, const char *event)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[3] = {INT8OID, TEXTOID, TEXTOID};
+	Datum		values[3] = {Int64GetDatum(repository_id),
+		CStringGetTextDatum(migration_state_name(state)), CStringGetTextDatum(event)};
+	bool		isnull;
+
+	/* Both look-ups walk the repository's events backwards by its index. */
+	spi_cached_plan(&plan,
+					"SELECT EXISTS (SELECT FROM registry_migration.events e"
+					"  WHERE e.repository_id = $1 AND e.event = $3"
+					"    AND e.old_state = $2::registry_migration.migration_state"
+					"    AND e.id > coalesce((SELECT max(c.id) FROM registry_migration.events c"
+					"                          WHERE c.repository_id = $1"
+					"                            AND c.old_state <> c.new_state), 0))",
+					3, types);
+	/* Not read-only: what this transaction recorded already counts. */
+	spi_run(plan, values, NULL, false, 1, SPI_OK_SELECT);
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
 int64

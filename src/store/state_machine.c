@@ -247,12 +247,7 @@ repository_apply(Repository *repo, const TransitionRequest *request, const Event
 		repo->row.state == MS_IMPORT_ABORTED || repo->row.state == MS_IMPORT_SKIPPED)
 		commit_signal_raise();
 	for (int i = 0; i < outcome.nsteps; i++)
-	{
-		const TransitionStep *step = &outcome.steps[i];
-
-		event_log_write(repo->id, repo->path, step->old_state, step->new_state,
-						migration_event_name(step->event), note, now);
-	}
+		event_log_write(repo->id, repo->path, &outcome.steps[i], note, now);
 	return outcome;
 }
 

@@ -178,6 +178,7 @@ registry_migration_worker_main(Datum arg)
 		const char *idle;
 		bool		reloaded;
 		bool		woken;
+		bool		guard_wanted;
 
 		woken = worker_wait(Min(ms_until(next_guard), ms_until(next_enqueue)), &reloaded);
 		if (reloaded)
@@ -193,7 +194,9 @@ registry_migration_worker_main(Datum arg)
 			next_enqueue = ms_from_now(rm_enqueue_interval_ms);
 			continue;
 		}
-		if (GetCurrentTimestamp() >= next_guard)
+		/* A backend may want the guard at once, to confirm a failure it was told of. */
+		guard_wanted = worker_shared_take_guard_wanted();
+		if (guard_wanted || GetCurrentTimestamp() >= next_guard)
 		{
 			next_guard = ms_from_now(rm_guard_interval_ms);
 			if (run_worker_cycle(CYCLE_GUARD, cycle_memory))

@@ -67,8 +67,13 @@ static const char *const repository_update_columns[] = {
 	"aborted_in_state", "consecutive_429s", NULL
 };
 
-/* What removing old events reads. */
-static const char *const event_select_columns[] = {"id", "at", NULL};
+/*
+ * What removing old events reads, and what finding a start whose answer was
+ * lost and a failure notification held for confirmation read.
+ */
+static const char *const event_select_columns[] = {
+	"id", "at", "repository_id", "old_state", "new_state", "event", "registry_status", NULL
+};
 
 static const WorkerGrant worker_grants[] = {
 	{"repositories", ACL_SELECT, "SELECT", NULL},

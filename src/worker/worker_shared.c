@@ -148,7 +148,7 @@ worker_shared_record_cycle(CycleKind kind, TimestampTz started, double ms,
 }
 
 void
-worker_wake(void)
+worker_wake(bool guard_wanted)
 {
 	Latch	   *latch = NULL;
 
@@ -157,8 +157,23 @@ worker_wake(void)
 		return;
 	SpinLockAcquire(&shared->mutex);
 	if (shared->pid != 0)
+	{
 		latch = shared->latch;
+		shared->guard_wanted |= guard_wanted;
+	}
 	SpinLockRelease(&shared->mutex);
 	if (latch)
 		SetLatch(latch);
+}
+
+bool
+worker_shared_take_guard_wanted(void)
+{
+	bool		wanted;
+
+	SpinLockAcquire(&shared->mutex);
+	wanted = shared->guard_wanted;
+	shared->guard_wanted = false;
+	SpinLockRelease(&shared->mutex);
+	return wanted;
 }

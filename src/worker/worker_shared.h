@@ -43,6 +43,7 @@ typedef struct WorkerShared
 	TimestampTz last_error_at;
 	char		last_error[WORKER_TEXT_LEN];
 	int			connect_failures;	/* failed connection attempts in a row */
+	bool		guard_wanted;	/* a backend asked for a guard cycle at once */
 } WorkerShared;
 
 /* Shared memory hooks, installed by _PG_init while preloading. */
@@ -77,9 +78,14 @@ extern void worker_shared_record_cycle(CycleKind kind, TimestampTz started, doub
 /*
  * Set the worker's latch, if a worker runs and this is not the worker: the
  * listener of the store's commit signal, so that a slot freed in any
- * backend is refilled without waiting for the next tick.
+ * backend is refilled without waiting for the next tick. With guard_wanted
+ * the worker also runs its guard cycle at once (a held failure notification
+ * waits for its confirmation).
  */
-extern void worker_wake(void);
+extern void worker_wake(bool guard_wanted);
+
+/* Whether a guard cycle was asked for since the last call (the worker's own). */
+extern bool worker_shared_take_guard_wanted(void);
 
 /* Set by the worker itself, which never needs to wake itself. */
 extern bool am_registry_migration_worker;

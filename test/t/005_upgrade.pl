@@ -49,7 +49,9 @@ my %queries = (
 	repositories => q{SELECT string_agg(r::text, E'\n' ORDER BY id) FROM registry_migration.repositories r},
 	settings => q{SELECT count(*) || ' ' || string_agg(s::text, '') FROM registry_migration.settings s},
 	deny_list => q{SELECT string_agg(root_namespace, ',') FROM registry_migration.denied_namespaces},
-	events => q{SELECT string_agg(e::text, E'\n' ORDER BY id) FROM registry_migration.events e},
+	events => q{SELECT string_agg((e.id, e.repository_id, e.path, e.old_state, e.new_state, e.cause, e.event,
+	                               e.registry_status, e.http_status, e.detail, e.at)::text, E'\n' ORDER BY id)
+	              FROM registry_migration.events e},
 	registry_state => q{SELECT count(*) || ' ' || string_agg(s::text, '') FROM registry_migration.registry_state s},
 	sequence => q{SELECT last_value FROM registry_migration.repositories_id_seq},
 	grants => q{SELECT has_table_privilege('upgrade_operator', 'registry_migration.repositories', 'SELECT')
@@ -113,6 +115,12 @@ my ($rc, $out, $err) = $node->psql('upgraded', 'DELETE FROM registry_migration.r
 like($err, qr/cannot be removed/, 'the registry_state row can no longer be removed');
 is($node->safe_psql('upgraded', q{SELECT registry_migration.handle_notification('group/running', 'pre_import_complete')}),
 	'pre_import_done', 'a notification is handled after the upgrade');
+# The library wrote 1.0's event log before the upgrade (the skip above) and
+# writes the skip reason into the column 1.1 adds once the schema is updated.
+is($node->safe_psql('upgraded', q{SELECT registry_migration.skip('group/a', 'not_in_plan');
+	SELECT string_agg(coalesce(skipped_reason::text, '-'), ',' ORDER BY id)
+	  FROM registry_migration.events WHERE event = 'skip'}),
+	"import_skipped\n-,not_in_plan", 'skip events: none before the upgrade had a reason, the one after has');
 
 $node->stop;
 done_testing();

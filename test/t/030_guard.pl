@@ -113,7 +113,20 @@ is_deeply([ grep { /^start/ } requests_for($p) ],
 	'seed final import: one pre-import, then only final imports (first try and two retries)');
 
 # The registry cancels on its own: notifications abort, the enqueuer retries,
-# the limit skips with migration_canceled_by_registry.
+# the limit skips with migration_canceled_by_registry. The steps here last
+# a few milliseconds; each is dated a minute back before its cancel is
+# reported, so the notification acts at once (a failure reported for a step
+# only seconds old is confirmed with the registry first: 034_late_and_lost.pl).
+sub step_began_a_minute_ago
+{
+	my ($path) = @_;
+	sql(q{UPDATE registry_migration.repositories
+	         SET pre_import_started_at = CASE WHEN state = 'pre_importing' THEN now() - interval '1 minute'
+	                                          ELSE pre_import_started_at END,
+	             import_started_at = CASE WHEN state = 'importing' THEN now() - interval '1 minute'
+	                                      ELSE import_started_at END
+	       WHERE path = } . quote($path));
+}
 fresh();
 $p = 'seed/registry-cancels';
 $sim->add_repositories({ path => $p, pre_import_seconds => 0.05, pre_import_outcomes => ['canceled'] });
@@ -122,6 +135,7 @@ is_deeply(enqueue()->{started}, [$p], 'registry cancel (pre-import): started');
 for my $round (1 .. 3)
 {
 	my $want = $round < 3 ? 'import_aborted' : 'import_skipped';
+	step_began_a_minute_ago($p);
 	is_deeply([ deliver(1) ], ["pre_import_canceled -> $want"],
 		"registry cancel round $round: the pre_import_canceled notification gives $want");
 	my $r = row($p);
@@ -152,11 +166,13 @@ enqueue();
 deliver(1);
 is_deeply(enqueue()->{final_imports}, [$p], 'registry cancel (final import): final import requested');
 $sim->registry_cancel($p);
+step_began_a_minute_ago($p);
 is_deeply([ deliver(1) ], ['import_canceled -> import_aborted'], '... the registry cancels it: aborted');
 is(row($p)->{aborted_in_state}, 'importing', '... aborted_in_state importing');
 is_deeply(enqueue()->{retried}, [$p], '... the enqueuer retries the final import');
 is(row($p)->{state}, 'importing', '... importing again');
 $sim->registry_cancel($p);
+step_began_a_minute_ago($p);
 is_deeply([ deliver(1) ], ['import_canceled -> import_skipped'], '... canceled again at max_retries 2: skipped');
 my $r = row($p);
 is("$r->{skipped_reason} $r->{retries_count} $r->{aborted_in_state}",

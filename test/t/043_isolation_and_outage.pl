@@ -102,7 +102,8 @@ for (1 .. 4)
 }
 is_deeply([ sort keys %seen ], [ 'enqueuer registry_unavailable', 'guard left alone 3 of 3' ],
 	'during the outage: the enqueuer stops after three failed answers in a row, the guard leaves every stale repository alone');
-is(sql("SELECT count(*) FROM registry_migration.events WHERE id > $outage_start"), '0', '... nothing changed');
+is(sql("SELECT count(*) FROM registry_migration.events WHERE id > $outage_start AND event <> 'start_unanswered'"),
+	'0', '... nothing changed (the starts answered 503 are only recorded as unanswered)');
 $sim->clear_faults;
 $deadline = time() + 30;
 my $cycles = 0;

@@ -195,6 +195,22 @@ test_start_429(void)
 	check_429(NULL, ANSWER_TOO_MANY_IMPORTS);
 }
 
+/* A start may have been carried out only when the request got through and nothing usable came back. */
+static void
+test_start_answer_lost(void)
+{
+	long		lost[] = {0, 500, 502, 503, 504, 599};
+	long		declined[] = {301, 302, 307, 401, 403, 408};
+
+	for (int i = 0; i < (int) (sizeof(lost) / sizeof(lost[0])); i++)
+	{
+		CHECK(start_answer_lost(false, lost[i]), "a failed answer %ld may hide an accepted start", lost[i]);
+		CHECK(!start_answer_lost(true, lost[i]), "registry down (%ld): the start never got there", lost[i]);
+	}
+	for (int i = 0; i < (int) (sizeof(declined) / sizeof(declined[0])); i++)
+		CHECK(!start_answer_lost(false, declined[i]), "%ld: the registry declined the start", declined[i]);
+}
+
 static void
 check_retry_after(const char *value, time_t now, bool ok, long long want)
 {
@@ -255,6 +271,7 @@ test_registry_api(void)
 	test_urls_refused();
 	test_classification();
 	test_start_429();
+	test_start_answer_lost();
 	test_retry_after();
 	test_link();
 }

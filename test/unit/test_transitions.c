@@ -223,7 +223,16 @@ add_step(Expected *e, MigrationEvent event, MigrationState from, MigrationState 
 	e->steps[e->nsteps].event = event;
 	e->steps[e->nsteps].old_state = from;
 	e->steps[e->nsteps].new_state = to;
+	e->steps[e->nsteps].has_reason = false;
 	e->nsteps++;
+}
+
+/* The last step added wrote this skip reason (the event log keeps it). */
+static void
+step_wrote_reason(Expected *e, SkipReason reason)
+{
+	e->steps[e->nsteps - 1].has_reason = true;
+	e->steps[e->nsteps - 1].reason = reason;
 }
 
 /* What an allowed event must do to `before`, rule by rule. */
@@ -277,6 +286,7 @@ expect_apply(const RepositoryRow *before, size_t ev, const TransitionRequest *re
 		{
 			r->has_skipped_reason = true;
 			r->skipped_reason = req->reason;
+			step_wrote_reason(&e, req->reason);
 		}
 	}
 	else if (target == MS_IMPORT_SKIPPED)
@@ -284,6 +294,7 @@ expect_apply(const RepositoryRow *before, size_t ev, const TransitionRequest *re
 		set_at(&r->skipped_at, NOW);
 		r->has_skipped_reason = true;
 		r->skipped_reason = req->reason;
+		step_wrote_reason(&e, req->reason);
 	}
 	else if (target == MS_IMPORT_ABORTED)
 	{
@@ -304,6 +315,7 @@ expect_apply(const RepositoryRow *before, size_t ev, const TransitionRequest *re
 			r->skipped_reason = req->canceled_by_registry ? SR_MIGRATION_CANCELED_BY_REGISTRY
 				: SR_TOO_MANY_RETRIES;
 			add_step(&e, EV_SKIP, MS_IMPORT_ABORTED, MS_IMPORT_SKIPPED);
+			step_wrote_reason(&e, r->skipped_reason);
 		}
 	}
 	return e;
@@ -324,6 +336,10 @@ check_steps(const TransitionOutcome *got, const Expected *want, const char *ctx)
 					 "step %d old state: %s", i + 1, ctx);
 		CHECK_STR_EQ(state_label(got->steps[i].new_state), state_label(want->steps[i].new_state),
 					 "step %d new state: %s", i + 1, ctx);
+		if (CHECK_INT_EQ(got->steps[i].has_reason, want->steps[i].has_reason,
+						 "step %d wrote a skip reason? %s", i + 1, ctx) && want->steps[i].has_reason)
+			CHECK_STR_EQ(skip_reason_name(got->steps[i].reason),
+						 skip_reason_name(want->steps[i].reason), "step %d skip reason: %s", i + 1, ctx);
 	}
 }
 
