@@ -172,7 +172,7 @@ confirm_one(void *arg)
 	.registry_status = a->registry_status};
 	RetryDecision decision;
 
-	if (!lock_unchanged(ctx->held->id, ctx->path, ctx->held->state, NULL, &ctx->repo,
+	if (!read_unchanged(ctx->held->id, ctx->path, ctx->held->state, NULL, &ctx->repo,
 						ctx->summary))
 		return;
 	if (step_start(&ctx->repo.row) != ctx->held->step_started)
