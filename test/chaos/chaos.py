@@ -774,8 +774,9 @@ def final_checks(run, checker, known):
                 checker.fail("repository with too many tags not skipped too_many_tags", f"{path} {state} {reason}")
         elif state == "import_done" and reason == "native_import":
             # A start whose answer was lost was accepted; a later start got 200.
-            known["KNOWN DEFECT: imported by the migration but recorded native_import "
-                  "(issue 10 item 8)"].append(
+            known["KNOWN LIMITATION: imported by the migration but recorded native_import "
+                  "(a start lost with no start_unanswered event, e.g. the worker killed "
+                  "mid-request; README: Known limitations)"].append(
                 f"{path} (registry: {registry.get(path)})")
         elif state == "import_done" and reason:
             checker.fail("import_done with an invalid reason", f"{path} {reason}")
@@ -834,13 +835,15 @@ SELECT l.path, l.status FROM (VALUES {values}) AS l(path, status, sent, handled)
    AND EXISTS (SELECT FROM registry_migration.events a WHERE a.path = l.path AND a.event = 'abort'
                  AND a.cause = 'notification' AND a.at >= l.handled - interval '1 s'
                  AND a.at <= l.handled + interval '1 s')"""):
-            known["KNOWN DEFECT: a late failure notification aborted the retry that followed "
-                  "(issue 10 item 3)"].append(
+            known["KNOWN LIMITATION: a late failure notification aborted the retry that followed "
+                  "(the retry older than the 10 s a failure report is held for confirmation; "
+                  "README: Known limitations)"].append(
                 f"{path} {status}")
     for (sqlstate, status, before), n in run.notifications.errors.items():
         if sqlstate == "55000" and before == "default":
-            known["KNOWN DEFECT: completion notifications refused (55000) for a row still default "
-                  "(issue 10 item 8)"].extend([status] * n)
+            known["KNOWN LIMITATION: completion notifications refused (55000) for a row still "
+                  "default (a start lost with no start_unanswered event; README: Known "
+                  "limitations)"].extend([status] * n)
         elif sqlstate == "55000" and before == "import_skipped" and status.endswith("_complete"):
             known["ALLOWED: completion notifications refused (55000) for a skipped row "
                   "(README: Notifications)"].extend([status] * n)
