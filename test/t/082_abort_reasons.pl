@@ -26,10 +26,13 @@ sub aborts
 # ---- notifications, an operator, the guard ---------------------------------------
 
 fresh();
-put_row('n/failed', 'pre_importing', pre_import_started_at => 'now()');
-put_row('n/canceled', 'importing', pre_import_started_at => 'now()', pre_import_done_at => 'now()',
-	import_started_at => 'now()');
-put_row('n/last', 'pre_importing', pre_import_started_at => 'now()', retries_count => 2);
+# Steps a minute old: a failure reported for a step younger than 10 s is
+# first confirmed by the guard (034 covers that), not aborted at once.
+my $minute_ago = q{now() - interval '1 minute'};
+put_row('n/failed', 'pre_importing', pre_import_started_at => $minute_ago);
+put_row('n/canceled', 'importing', pre_import_started_at => $minute_ago,
+	pre_import_done_at => $minute_ago, import_started_at => $minute_ago);
+put_row('n/last', 'pre_importing', pre_import_started_at => $minute_ago, retries_count => 2);
 is(notify('n/failed', 'pre_import_failed'), 'import_aborted', 'a failed pre-import notified: aborted');
 is(notify('n/canceled', 'import_canceled'), 'import_aborted', 'an import the registry canceled: aborted');
 is(notify('n/last', 'pre_import_failed'), 'import_skipped', 'a failure at the retry limit: aborted, then skipped');
