@@ -187,6 +187,25 @@ act_on_status(GuardContext *ctx, const char *registry_status, const EventNote *n
 }
 
 /*
+ * A step the guard can neither cancel nor explain (why says what went
+ * wrong): left alone for the next cycle, unless it has lasted more than
+ * twice its long-running threshold — then aborted, so that it does not
+ * hold a slot forever.
+ */
+static void
+abort_when_overdue(GuardContext *ctx, double threshold_s, EventNote *note, const char *why)
+{
+	if (age_seconds(ctx->stale->step_started) > 2 * threshold_s)
+	{
+		note->detail = psprintf("%s, and the step has lasted more than twice its long-running threshold",
+								why);
+		abort_step(ctx, note);
+	}
+	else
+		summary_add(ctx->summary, SL_LEFT_ALONE, ctx->repo.path, NULL);
+}
+
+/*
  * A confirmed long-running step: cancel it on the registry. A cancel that
  * would be the repository's last retry skips it as migration_canceled.
  * threshold_s is the step's long-running threshold.
@@ -222,18 +241,7 @@ cancel_long_running(GuardContext *ctx, double threshold_s)
 						   cancel.problem ? cancel.problem : answer_class_name(cancel.answer));
 	if (status.answer != ANSWER_UNAVAILABLE && act_on_status(ctx, status.registry_status, &note))
 		return;
-	/*
-	 * Nothing usable came back: the next cycle tries again, but a step that
-	 * can be neither canceled nor explained must not hold a slot forever.
-	 */
-	if (age_seconds(ctx->stale->step_started) > 2 * threshold_s)
-	{
-		note.detail = psprintf("%s, and the step has lasted more than twice its long-running threshold",
-							   note.detail);
-		abort_step(ctx, &note);
-	}
-	else
-		summary_add(ctx->summary, SL_LEFT_ALONE, ctx->repo.path, NULL);
+	abort_when_overdue(ctx, threshold_s, &note, note.detail);
 }
 
 static bool
@@ -264,16 +272,8 @@ guard_one(void *arg)
 
 	if (a->answer == ANSWER_UNAVAILABLE)
 	{
-		/* A registry that cannot answer must not hold a slot forever. */
 		threshold_s = step_threshold(ctx, age_s, 2 * ctx->settings->pre_import_timeout_s);
-		if (age_s > 2 * threshold_s)
-		{
-			note.detail = psprintf("registry unavailable for more than twice the long-running threshold (%s)",
-								   a->problem);
-			abort_step(ctx, &note);
-		}
-		else
-			summary_add(ctx->summary, SL_LEFT_ALONE, stale->path, NULL);
+		abort_when_overdue(ctx, threshold_s, &note, psprintf("registry unavailable (%s)", a->problem));
 		return;
 	}
 	if (confirms_running(stale))

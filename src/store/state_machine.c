@@ -110,18 +110,12 @@ read_by(SPIPlanPtr *plan, const char *key_column, Oid key_type, Datum key, bool 
 	return true;
 }
 
-static bool
-lock_by(SPIPlanPtr *plan, const char *key_column, Oid key_type, Datum key, Repository *repo)
-{
-	return read_by(plan, key_column, key_type, key, true, repo);
-}
-
 bool
 repository_lock_by_path(const char *path, Repository *repo)
 {
 	static SPIPlanPtr plan = NULL;
 
-	return lock_by(&plan, "path", TEXTOID, CStringGetTextDatum(path), repo);
+	return read_by(&plan, "path", TEXTOID, CStringGetTextDatum(path), true, repo);
 }
 
 bool
@@ -129,7 +123,7 @@ repository_lock_by_id(int64 id, Repository *repo)
 {
 	static SPIPlanPtr plan = NULL;
 
-	return lock_by(&plan, "id", INT8OID, Int64GetDatum(id), repo);
+	return read_by(&plan, "id", INT8OID, Int64GetDatum(id), true, repo);
 }
 
 bool
