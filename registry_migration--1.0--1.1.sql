@@ -2,6 +2,38 @@
 
 \echo Use "ALTER EXTENSION registry_migration UPDATE TO '1.1'" to load this file. \quit
 
+-- The update runs while the worker and the notification receiver go on
+-- writing. Taking each table's lock only when a statement below needs it
+-- could wait for a writer that waits in turn for a lock taken earlier here
+-- (a deadlock that fails one side). So every lock the update needs is taken
+-- first, all at once or none: a try that finds a table busy releases what it
+-- got and tries again a moment later. The writers then wait for the update,
+-- never the other way round. A lock_timeout set by the caller still bounds
+-- the wait.
+DO $$
+DECLARE
+    -- NULL (never) when lock_timeout is 0.
+    give_up_at timestamptz := clock_timestamp()
+                              + NULLIF(current_setting('lock_timeout')::interval, '0');
+BEGIN
+    LOOP
+        BEGIN
+            LOCK TABLE @extschema@.settings, @extschema@.events IN ACCESS EXCLUSIVE MODE NOWAIT;
+            LOCK TABLE @extschema@.repositories, @extschema@.registry_state
+                IN SHARE ROW EXCLUSIVE MODE NOWAIT;
+            RETURN;
+        EXCEPTION WHEN lock_not_available THEN
+            IF clock_timestamp() >= give_up_at THEN
+                RAISE EXCEPTION 'the update could not lock the extension''s tables within lock_timeout'
+                    USING ERRCODE = 'lock_not_available',
+                          HINT = 'Run it again, or with a longer lock_timeout.';
+            END IF;
+        END;
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+END
+$$;
+
 -- Every function that runs statements resolves names only in pg_catalog and
 -- in the extension's schema, whatever search_path its caller has: otherwise
 -- an operator or function planted in another schema (for example "=" on

@@ -4,7 +4,9 @@
 # ALTER EXTENSION registry_migration UPDATE runs in the middle of the
 # migration. The same worker process goes on through the upgrade without an
 # error, the migration completes with nothing lost or retried, and the
-# per-state counts that 1.1 adds are right.
+# per-state counts that 1.1 adds are right. First, in a database of its own,
+# a writer half-way through its transaction: the update neither deadlocks
+# with it nor waits beyond lock_timeout.
 use strict;
 use warnings;
 use FindBin;
@@ -60,6 +62,42 @@ for my $symbol (@symbols)
 	push @missing, $symbol if $rc != 0;
 }
 is("@missing", '', "the library serves every C function of 1.0's SQL");
+
+# ---- a writer that holds one table and then needs another -------------------
+# In a database of its own: a transaction that changed a repository and,
+# while the update runs, goes on to write registry_state (as a cycle does
+# when the registry answers 429). The update must let it finish; taking its
+# locks one statement at a time, it held registry_state and waited for the
+# repository while the writer waited for it: a deadlock.
+sql(q{CREATE DATABASE lock_order});
+$node->safe_psql('lock_order', q{CREATE EXTENSION registry_migration VERSION '1.0';
+	INSERT INTO registry_migration.repositories (path) VALUES ('held/a')});
+my $writer = $node->background_psql('lock_order', on_error_stop => 0);
+$writer->query_safe(q{BEGIN; UPDATE registry_migration.repositories SET plan = 'gold' WHERE path = 'held/a'});
+my ($timeout_rc, $timeout_out, $timeout_err) = $node->psql('lock_order',
+	"SET lock_timeout = '300ms'; ALTER EXTENSION registry_migration UPDATE TO '1.1'",
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+like($timeout_err, qr/55P03: the update could not lock the extension's tables within lock_timeout/,
+	'with a lock_timeout, an update that cannot lock its tables gives up with 55P03');
+is($node->safe_psql('lock_order', q{SELECT extversion FROM pg_extension WHERE extname = 'registry_migration'}),
+	'1.0', 'and leaves the database at 1.0');
+my ($order_out, $order_err) = ('', '');
+my $order_update = IPC::Run::start([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('lock_order'),
+		'-c', "ALTER EXTENSION registry_migration UPDATE TO '1.1'" ],
+	'<', \undef, '>', \$order_out, '2>', \$order_err);
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM pg_stat_activity
+	WHERE datname = 'lock_order' AND query LIKE 'ALTER EXTENSION%'
+	  AND (wait_event_type = 'Lock' OR wait_event = 'PgSleep')}),
+	'the update waits for the writer');
+my (undef, $state_failed) = $writer->query(q{UPDATE registry_migration.registry_state SET retry_after_until = NULL});
+my (undef, $commit_failed) = $writer->query('COMMIT');
+is("$state_failed $commit_failed", '0 0', 'the writer goes on and commits while the update waits')
+  or diag($writer->{stderr});
+$writer->quit;
+$order_update->finish;
+is($order_err, '', 'and then the update succeeds');
+is($node->safe_psql('lock_order', q{SELECT extversion || ' ' || (SELECT plan FROM registry_migration.repositories)
+	FROM pg_extension WHERE extname = 'registry_migration'}), '1.1 gold', 'both changes stand');
 
 # The registry sends notifications; the application delivers them. Here the
 # test is the application: it delivers what the registry sent so far.
