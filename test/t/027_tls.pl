@@ -35,6 +35,7 @@ use POSIX qw(mkfifo);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use RegistrySimulator;
+use ThrowawayCA;
 use Test::More;
 use Time::HiRes qw(time sleep);
 
@@ -43,36 +44,7 @@ my $dir      = PostgreSQL::Test::Utils::tempdir();
 
 # ---- a throw-away CA, a server certificate for 127.0.0.1, a client certificate --
 
-sub openssl
-{
-	my @args = @_;
-	my ($out, $err) = ('', '');
-	IPC::Run::run([ 'openssl', @args ], '<', '/dev/null', '>', \$out, '2>', \$err)
-	  or die "openssl @args: $err";
-	return $out;
-}
-
-# A CA: key and self-signed certificate.
-sub make_ca
-{
-	my ($name, $cn) = @_;
-	openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', "$dir/$name.key",
-		'-out', "$dir/$name.crt", '-subj', "/CN=$cn", '-days', '2',
-		'-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
-}
-
-# A key and a certificate signed by the CA, with the extensions given.
-sub make_signed
-{
-	my ($name, $cn, $ca, $extensions) = @_;
-	open(my $fh, '>', "$dir/$name.ext") or die "$name.ext: $!";
-	print $fh $extensions;
-	close $fh;
-	openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', "$dir/$name.key",
-		'-out', "$dir/$name.csr", '-subj', "/CN=$cn");
-	openssl('x509', '-req', '-in', "$dir/$name.csr", '-CA', "$dir/$ca.crt", '-CAkey', "$dir/$ca.key",
-		'-CAcreateserial', '-out', "$dir/$name.crt", '-days', '2', '-extfile', "$dir/$name.ext");
-}
+sub openssl { return ThrowawayCA::openssl(@_) }
 
 sub slurp { return PostgreSQL::Test::Utils::slurp_file($_[0]) }
 
@@ -84,10 +56,8 @@ sub write_file
 	close $fh;
 }
 
-make_ca('ca', 'registry_migration test CA');
-make_ca('wrong_ca', 'another CA');
-make_signed('server', '127.0.0.1', 'ca', "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n");
-make_signed('client', 'registry_migration', 'ca', "extendedKeyUsage=clientAuth\n");
+my $authority = ThrowawayCA->new($dir);
+$authority->make_ca('wrong_ca', 'another CA');
 # The client's key and certificate in one file, as some deployments keep them.
 write_file("$dir/client_combined.pem", slurp("$dir/client.key") . slurp("$dir/client.crt"));
 my ($ca, $wrong_ca) = ("$dir/ca.crt", "$dir/wrong_ca.crt");

@@ -1,6 +1,6 @@
 # The postgres_exporter queries of monitoring/: Debian's
 # prometheus-postgres-exporter, connected as a role with only the grants the
-# README gives in "Watching it" (read from there), serves every metric of
+# README gives in "Watch" (read from there), serves every metric of
 # the file with the values the views and the event log hold — repositories
 # by state, progress, the worker's status (running, healthy, with an error,
 # or not running), retries spent in the last hour by reason and a pending
@@ -84,10 +84,10 @@ sub readme_sql_blocks
 	open(my $fh, '<', "$root/README.md") or die "README.md: $!";
 	my $text = do { local $/; <$fh> };
 	close $fh;
-	my ($section) = $text =~ /^## Watching it\n(.*?)^## /ms or die 'no section "Watching it"';
+	my ($section) = $text =~ /^## Watch\n(.*?)^## /ms or die 'no section "Watch"';
 	return $section =~ /```sql\n(.*?)```/gs;
 }
-my ($exporter_grants) = readme_sql_blocks();
+my ($exporter_grants) = grep { /CREATE ROLE migration_monitoring/ } readme_sql_blocks();
 like($exporter_grants, qr/CREATE ROLE migration_monitoring LOGIN/, 'the README creates the role');
 sql($exporter_grants);
 

@@ -4,7 +4,7 @@
 # walks back from the present counts —, for the whole log and for a later
 # window (--since, --step, --last); the chart is a well-formed SVG, or a
 # PNG, with the series and the reasons that occurred; it runs with the
-# README's grants (section "Watching it") and fails clearly without them;
+# README's grants (section "Watch") and fails clearly without them;
 # an empty event log still gives a chart.
 use strict;
 use warnings;
@@ -181,9 +181,9 @@ sub check_data
 # ---- the report's role ----------------------------------------------------------
 
 open(my $readme, '<', "$root/README.md") or die "README.md: $!";
-my ($grants) = do { local $/; <$readme> } =~ /^## Watching it\n(.*?)^## /ms or die 'no section "Watching it"';
+my ($grants) = do { local $/; <$readme> } =~ /^## Watch\n(.*?)^## /ms or die 'no section "Watch"';
 close $readme;
-my @blocks = $grants =~ /```sql\n(.*?)```/gs;
+my @blocks = grep { /migration_monitoring/ } $grants =~ /```sql\n(.*?)```/gs;
 is(scalar(@blocks), 2, "the README: the exporter's grants and the report's");
 sql($blocks[0]);
 my ($ok, $out, $err) = report('--data', '-d', 'postgres', '-U', 'migration_monitoring');
