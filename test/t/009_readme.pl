@@ -123,7 +123,10 @@ print $secret "$registry{secret}\n";
 close $secret;
 chmod 0600, "$dir/notification-secret";
 my $receiver_command = block('Run', 'sh', 'PGDATABASE=gitlab') =~ s/\\\n\s*/ /gr;
+my ($yaml_port) = $registry{url} =~ m{:(\d+)/};
+like($receiver_command, qr/--port \Q$yaml_port\E\b/, "the receiver listens where the config.yml sends notifications");
 $receiver_command =~ s{--secret-file \S+}{--secret-file $dir/notification-secret};
+$receiver_command =~ s{--listen \S+}{--listen 127.0.0.1};
 $receiver_command =~ s{--port 8089}{--port 0 --port-file $dir/receiver.port --log $dir/receiver.log};
 $receiver_command =~ s{scripts/}{$FindBin::RealBin/../../scripts/};
 my $receiver = IPC::Run::start([ 'bash', '-c', "exec env PGHOST=${\ $node->host } PGPORT=${\ $node->port } $receiver_command" ],
