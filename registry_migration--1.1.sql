@@ -496,22 +496,30 @@ SELECT s.state, coalesce(d.repositories, 0)::bigint AS repositories
                FROM @extschema@.state_count_deltas GROUP BY state) AS d ON d.state = s.state
  ORDER BY s.state;
 
--- Progress. The rate is measured over the last hour: the
--- repositories that reached a final state in it, divided by the time since
--- the first of them (at least a minute), so that a migration that started a
--- few minutes ago is not under-estimated. The counts come from the deltas;
--- the rate reads the finishes of the last hour through the two partial
--- indexes on the finish times, so it costs what finished in that hour.
+-- Progress. The rate is measured over the last hour: the repositories that
+-- reached a final state in it, divided by the time that hour's work really
+-- covers — from when the first of them began its work (the start of its
+-- pre-import, else of its import, else its finish), never further back
+-- than the hour. A migration started 30 seconds ago is measured over those 30
+-- seconds, not over an hour or a minute; one that has run for longer, over
+-- the hour. The counts come from the deltas; the rate reads the finishes of
+-- the last hour through the two partial indexes on the finish times, so it
+-- costs what finished in that hour.
 CREATE VIEW @extschema@.progress AS
 WITH finishes AS (
-    SELECT import_done_at AS at FROM @extschema@.repositories
+    SELECT import_done_at AS at,
+           coalesce(pre_import_started_at, import_started_at, import_done_at) AS began
+      FROM @extschema@.repositories
      WHERE state = 'import_done' AND import_done_at > now() - interval '1 hour'
     UNION ALL
-    SELECT skipped_at FROM @extschema@.repositories
+    SELECT skipped_at, coalesce(pre_import_started_at, import_started_at, skipped_at)
+      FROM @extschema@.repositories
      WHERE state = 'import_skipped' AND skipped_at > now() - interval '1 hour'),
 recent AS (
+    -- At least a second, so that a finish this very instant divides by something.
     SELECT count(*) AS finished,
-           greatest(extract(epoch FROM now() - min(at)), 60) AS seconds
+           greatest(extract(epoch FROM now() - greatest(least(min(began), min(at)),
+                                                        now() - interval '1 hour')), 1) AS seconds
       FROM finishes),
 counts AS (
     SELECT coalesce(sum(delta) FILTER (WHERE state = 'import_done'), 0)::bigint AS done,

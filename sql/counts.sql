@@ -15,10 +15,14 @@ SELECT s.state, count(r.id) AS repositories
  GROUP BY s.state;
 CREATE VIEW regress.full_progress AS
 WITH finishes AS (
-    SELECT CASE state WHEN 'import_done' THEN import_done_at ELSE skipped_at END AS at
+    SELECT CASE state WHEN 'import_done' THEN import_done_at ELSE skipped_at END AS at,
+           coalesce(pre_import_started_at, import_started_at,
+                    CASE state WHEN 'import_done' THEN import_done_at ELSE skipped_at END) AS began
       FROM repositories WHERE state IN ('import_done', 'import_skipped')),
 recent AS (
-    SELECT count(*) AS finished, greatest(extract(epoch FROM now() - min(at)), 60) AS seconds
+    SELECT count(*) AS finished,
+           greatest(extract(epoch FROM now() - greatest(least(min(began), min(at)),
+                                                        now() - interval '1 hour')), 1) AS seconds
       FROM finishes WHERE at > now() - interval '1 hour'),
 counts AS (
     SELECT count(*) FILTER (WHERE state = 'import_done') AS done,

@@ -12,7 +12,7 @@ read_unchanged(int64 id, const char *path, MigrationState expected,
 	if (repository_read_by_id(id, repo) && repo->row.state == expected &&
 		(step_started == NULL || current_step_start(repo) == *step_started))
 		return true;
-	summary_add(summary, SL_ERRORS, path, "state changed");
+	summary_state_changed(summary, path);
 	return false;
 }
 

@@ -218,7 +218,7 @@ handle_repository(void (*handle) (void *), void (*on_error) (void *), void *arg,
 		 * registry was being asked: that change stands, the answer is
 		 * dropped, and the next cycle looks at the repository afresh.
 		 */
-		summary_add(summary, SL_ERRORS, path, "state changed");
+		summary_state_changed(summary, path);
 		ereport(LOG, (errmsg("registry_migration %s: %s; left for the next cycle",
 							 summary->kind == CYCLE_GUARD ? "guard" : "enqueuer", message)));
 		*error = message;

@@ -151,7 +151,7 @@ dismiss(ConfirmContext *ctx, const EventNote *note)
 								"it was about an earlier attempt", ctx->held->notified_text);
 	event_log_no_change(ctx->repo.id, ctx->repo.path, ctx->repo.row.state,
 						FAILURE_DISMISSED_EVENT, &dismissal);
-	summary_add(ctx->summary, SL_LEFT_ALONE, ctx->path, NULL);
+	summary_left_alone(ctx->summary, ctx->path, LA_FAILURE_DISMISSED);
 }
 
 /* The registry agrees: a pre_import_done repository whose pre-import is complete. */
@@ -177,13 +177,13 @@ confirm_one(void *arg)
 		return;
 	if (step_start(&ctx->repo.row) != ctx->held->step_started)
 	{
-		summary_add(ctx->summary, SL_ERRORS, ctx->path, "state changed");
+		summary_state_changed(ctx->summary, ctx->path);
 		return;
 	}
 	/* No word from the registry: held until the next guard cycle. */
 	if (a->answer == ANSWER_UNAVAILABLE)
 	{
-		summary_add(ctx->summary, SL_LEFT_ALONE, ctx->path, NULL);
+		summary_left_alone(ctx->summary, ctx->path, LA_CONFIRMATION_PENDING);
 		return;
 	}
 	if (consistent_pre_import_done(ctx))

@@ -188,12 +188,13 @@ act_on_status(GuardContext *ctx, const char *registry_status, const EventNote *n
 
 /*
  * A step the guard can neither cancel nor explain (why says what went
- * wrong): left alone for the next cycle, unless it has lasted more than
+ * wrong, reason says it in the summary): left alone for the next cycle, unless it has lasted more than
  * twice its long-running threshold — then aborted, so that it does not
  * hold a slot forever.
  */
 static void
-abort_when_overdue(GuardContext *ctx, double threshold_s, EventNote *note, const char *why)
+abort_when_overdue(GuardContext *ctx, double threshold_s, EventNote *note, const char *why,
+				   LeftAloneReason reason)
 {
 	if (age_seconds(ctx->stale->step_started) > 2 * threshold_s)
 	{
@@ -202,7 +203,7 @@ abort_when_overdue(GuardContext *ctx, double threshold_s, EventNote *note, const
 		abort_step(ctx, note);
 	}
 	else
-		summary_add(ctx->summary, SL_LEFT_ALONE, ctx->repo.path, NULL);
+		summary_left_alone(ctx->summary, ctx->repo.path, reason);
 }
 
 /*
@@ -241,7 +242,7 @@ cancel_long_running(GuardContext *ctx, double threshold_s)
 						   cancel.problem ? cancel.problem : answer_class_name(cancel.answer));
 	if (status.answer != ANSWER_UNAVAILABLE && act_on_status(ctx, status.registry_status, &note))
 		return;
-	abort_when_overdue(ctx, threshold_s, &note, note.detail);
+	abort_when_overdue(ctx, threshold_s, &note, note.detail, LA_CANCEL_NOT_ACCEPTED);
 }
 
 static bool
@@ -273,7 +274,8 @@ guard_one(void *arg)
 	if (a->answer == ANSWER_UNAVAILABLE)
 	{
 		threshold_s = step_threshold(ctx, age_s, 2 * ctx->settings->pre_import_timeout_s);
-		abort_when_overdue(ctx, threshold_s, &note, psprintf("registry unavailable (%s)", a->problem));
+		abort_when_overdue(ctx, threshold_s, &note, psprintf("registry unavailable (%s)", a->problem),
+						   LA_REGISTRY_UNAVAILABLE);
 		return;
 	}
 	if (confirms_running(stale))
@@ -282,7 +284,7 @@ guard_one(void *arg)
 		if (age_s > threshold_s)
 			cancel_long_running(ctx, threshold_s);
 		else
-			summary_add(ctx->summary, SL_LEFT_ALONE, stale->path, NULL);
+			summary_left_alone(ctx->summary, stale->path, LA_RUNNING);
 		return;
 	}
 	/* Anything else: the registry's status decides; "none"/"unknown" mean not running. */

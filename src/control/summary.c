@@ -36,6 +36,15 @@ static const char *const stop_names[STOP_COUNT] = {
 	[STOP_ANOTHER_CYCLE_RUNNING] = "another_cycle_running",
 };
 
+static const char *const left_alone_names[LA_COUNT] = {
+	[LA_RUNNING] = "running",
+	[LA_REGISTRY_UNAVAILABLE] = "registry_unavailable",
+	[LA_CANCEL_NOT_ACCEPTED] = "cancel_not_accepted",
+	[LA_FAILURE_DISMISSED] = "failure_dismissed",
+	[LA_CONFIRMATION_PENDING] = "confirmation_pending",
+	[LA_STATE_CHANGED] = "state_changed",
+};
+
 const char *
 stop_reason_name(StopReason reason)
 {
@@ -98,6 +107,55 @@ summary_add(CycleSummary *summary, SummaryList list, const char *path, const cha
 	summary->counts[list]++;
 }
 
+void
+summary_left_alone(CycleSummary *summary, const char *path, LeftAloneReason reason)
+{
+	summary_add(summary, SL_LEFT_ALONE, path, NULL);
+	summary->left_alone_reasons[reason]++;
+}
+
+void
+summary_state_changed(CycleSummary *summary, const char *path)
+{
+	summary_add(summary, SL_ERRORS, path, "state changed");
+	summary->left_alone_reasons[LA_STATE_CHANGED]++;
+}
+
+/* An enqueuer's stop that only reports the pace the migration is held to. */
+static bool
+routine_stop(StopReason stopped)
+{
+	return stopped == STOP_NOTHING_TO_DO || stopped == STOP_DISABLED ||
+		stopped == STOP_AT_CAPACITY || stopped == STOP_WAITING_TIME ||
+		stopped == STOP_RETRY_AFTER;
+}
+
+bool
+summary_is_routine(const CycleSummary *summary)
+{
+	/* A cycle that did not run says so: its caller may want to know why. */
+	if (!summary->ran)
+		return false;
+	for (int i = 0; i < SL_COUNT; i++)
+		if (i != SL_LEFT_ALONE && summary->counts[i] > 0)
+			return false;
+	if (summary->kind == CYCLE_ENQUEUER)
+		return routine_stop(summary->stopped);
+	/* Left alone only because the registry runs the steps, none long-running yet. */
+	return summary->left_alone_reasons[LA_RUNNING] == summary->counts[SL_LEFT_ALONE];
+}
+
+/* The guard's "left_alone_reasons": every reason, with its count. */
+static void
+append_left_alone_reasons(StringInfo json, const CycleSummary *summary)
+{
+	appendStringInfoString(json, ",\"left_alone_reasons\":{");
+	for (int i = 0; i < LA_COUNT; i++)
+		appendStringInfo(json, "%s\"%s\":%d", i > 0 ? "," : "", left_alone_names[i],
+						 summary->left_alone_reasons[i]);
+	appendStringInfoChar(json, '}');
+}
+
 Datum
 summary_to_jsonb(const CycleSummary *summary)
 {
@@ -116,7 +174,10 @@ summary_to_jsonb(const CycleSummary *summary)
 		}
 	}
 	else
+	{
 		appendStringInfo(&json, ",\"stale\":%d", summary->stale);
+		append_left_alone_reasons(&json, summary);
+	}
 	for (int i = 0; i < SL_COUNT; i++)
 		if (list_reported(summary->kind, (SummaryList) i))
 			appendStringInfo(&json, ",\"%s\":[%s]", list_keys[i], summary->items[i].data);
@@ -124,10 +185,27 @@ summary_to_jsonb(const CycleSummary *summary)
 	return DirectFunctionCall1(jsonb_in, CStringGetDatum(json.data));
 }
 
+/* "; left_alone_reasons: running 2, state_changed 1": the guard's reasons that occurred. */
+static void
+append_left_alone_line(StringInfo line, const CycleSummary *summary)
+{
+	const char *separator = "; left_alone_reasons: ";
+
+	for (int i = 0; i < LA_COUNT; i++)
+	{
+		if (summary->left_alone_reasons[i] == 0)
+			continue;
+		appendStringInfo(line, "%s%s %d", separator, left_alone_names[i],
+						 summary->left_alone_reasons[i]);
+		separator = ", ";
+	}
+}
+
 void
 summary_log(const CycleSummary *summary)
 {
 	StringInfoData line;
+	int			level = summary_is_routine(summary) ? Min(DEBUG1, rm_log_level) : rm_log_level;
 
 	initStringInfo(&line);
 	if (summary->kind == CYCLE_ENQUEUER)
@@ -140,6 +218,8 @@ summary_log(const CycleSummary *summary)
 	for (int i = 0; i < SL_COUNT; i++)
 		if (list_reported(summary->kind, (SummaryList) i))
 			appendStringInfo(&line, ", %s %d", list_keys[i], summary->counts[i]);
-	ereport(rm_log_level, (errmsg("registry_migration %s", line.data)));
+	if (summary->kind == CYCLE_GUARD)
+		append_left_alone_line(&line, summary);
+	ereport(level, (errmsg("registry_migration %s", line.data)));
 	pfree(line.data);
 }

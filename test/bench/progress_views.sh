@@ -51,7 +51,8 @@ UPDATE registry_migration.repositories
 SQL
 load_s=$(( $(date +%s) - t0 ))
 
-# The views as 1.0 defined them: full counts of the table.
+# The views as 1.0 defined them: full counts of the table (with the rate
+# measured as 1.1 measures it, so that both answer the same).
 timing=$(psql -X -q -At -v ON_ERROR_STOP=1 <<SQL
 SET search_path = registry_migration;
 CREATE TEMP VIEW full_state_counts AS
@@ -62,10 +63,14 @@ SELECT s.state, count(r.id) AS repositories
  ORDER BY s.state;
 CREATE TEMP VIEW full_progress AS
 WITH finishes AS (
-    SELECT CASE state WHEN 'import_done' THEN import_done_at ELSE skipped_at END AS at
+    SELECT CASE state WHEN 'import_done' THEN import_done_at ELSE skipped_at END AS at,
+           coalesce(pre_import_started_at, import_started_at,
+                    CASE state WHEN 'import_done' THEN import_done_at ELSE skipped_at END) AS began
       FROM repositories WHERE state IN ('import_done', 'import_skipped')),
 recent AS (
-    SELECT count(*) AS finished, greatest(extract(epoch FROM now() - min(at)), 60) AS seconds
+    SELECT count(*) AS finished,
+           greatest(extract(epoch FROM now() - greatest(least(min(began), min(at)),
+                                                        now() - interval '1 hour')), 1) AS seconds
       FROM finishes WHERE at > now() - interval '1 hour'),
 counts AS (
     SELECT count(*) FILTER (WHERE state = 'import_done') AS done,

@@ -26,7 +26,7 @@ our @EXPORT = qw(
   request_line requests requests_with_code requests_for sent enqueue_logged guard_logged
   db_add put_row db_pre_import_done db_aborted settings fresh_defaults fresh
   wait_until deliver notify section_time sim_running
-  fault respond paths_of summary_lists lists_empty
+  fault respond paths_of summary_lists lists_empty left_alone_reasons
   psql_bg end_test
 );
 
@@ -374,6 +374,14 @@ sub fault
 sub respond { my ($code, %more) = @_; return { type => 'respond', code => $code, %more } }
 
 sub paths_of { return [ map { ref $_ ? $_->{path} : $_ } @{ $_[0] } ] }
+
+# A guard summary's left_alone_reasons, the reasons that occurred:
+# "reason count" joined by spaces, in name order; "" when none did.
+sub left_alone_reasons
+{
+	my $reasons = $_[0]{left_alone_reasons} // {};
+	return join(' ', map { "$_ $reasons->{$_}" } grep { $reasons->{$_} } sort keys %$reasons);
+}
 
 # The lists of an enqueuer summary.
 sub summary_lists { return qw(final_imports retried started finished skipped aborted errors unavailable not_ready) }

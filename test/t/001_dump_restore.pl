@@ -38,11 +38,16 @@ my $settings_query = q{
 my $deny_query = q{
 	SELECT string_agg(root_namespace, ',' ORDER BY 1) FROM registry_migration.denied_namespaces};
 
-# The views against a full count of the table.
+# The views against a full count of the table. The rate and the estimate
+# are measured over the time since the work of the last hour began, so they
+# move with the clock between two queries: they are compared as there
+# (a rate and an estimate) or not.
 my $counts_query = q{
 	SELECT (SELECT string_agg(state || '=' || repositories, ',' ORDER BY state)
 	          FROM registry_migration.state_counts)
-	       || ' ' || (SELECT p::text FROM registry_migration.progress AS p)};
+	       || ' ' || (SELECT (done, skipped, remaining, in_process, recent_rate_per_hour > 0,
+	                          estimated_time_to_finish IS NOT NULL)::text
+	                    FROM registry_migration.progress AS p)};
 my $full_counts_query = q{
 	SELECT (SELECT string_agg(s.state || '=' || (SELECT count(*) FROM registry_migration.repositories AS r
 	                                             WHERE r.state = s.state), ',' ORDER BY s.state)

@@ -208,6 +208,10 @@ is_deeply([ map { exists $g->{$_} ? $_ : "no $_" } qw(ran stale aborted canceled
 is($g->{stale}, 2, 'stale selection: guard_batch_size 2 honoured');
 is_deeply($g->{left_alone}, [ 'g/old2h', 'g/old1h' ],
 	'... oldest step first; confirmed running and not long-running: left alone');
+is_deeply([ sort keys %{ $g->{left_alone_reasons} } ],
+	[qw(cancel_not_accepted confirmation_pending failure_dismissed registry_unavailable running state_changed)],
+	'... left_alone_reasons has a count for every reason');
+is(left_alone_reasons($g), 'running 2', '... both because the registry runs them (reason running)');
 is_deeply([ sort(requests()) ], [ 'status g/old1h', 'status g/old2h' ],
 	'... only those two were asked for (not the fresh step, not the younger stale one, not pre_import_done)');
 settings(guard_batch_size => 100, capacity => 0, enabled => 'false');
@@ -289,6 +293,7 @@ is_deeply([ events('c/imp') ], ['guard finish_import importing>import_done 200 i
 like((event_rows('c/imp'))[0]{detail}, qr/cancel not accepted.*400/, '... and the refused cancel in the detail');
 is_deeply($g->{left_alone}, [ 'c/stuck', 'c/gone' ],
 	'... still running after a refused cancel, or unknown after a cancel answered 404: left alone');
+is(left_alone_reasons($g), 'cancel_not_accepted 2', '... counted as cancel_not_accepted');
 is_deeply([ requests_for('c/gone') ], [ 'status c/gone', 'cancel c/gone', 'status c/gone' ],
 	'... c/gone: one cancel (404), the status asked once more (404)');
 is("@{[ row('c/gone')->{state} ]} @{[ row('c/gone')->{retries_count} ]}", 'pre_importing 0', '... c/gone unchanged');
@@ -330,6 +335,7 @@ is_deeply($g->{aborted}, [qw(x/running-old x/unknown-old x/unavailable-old x/non
 is_deeply($g->{skipped}, ['x/limit-old'], '... at retries_count 2 of 3: aborted, then skipped');
 is_deeply($g->{left_alone}, [qw(x/tags x/running-young)],
 	'... under twice the threshold (30 min of 20; 49 min of 30 with the tags): left alone');
+is(left_alone_reasons($g), 'cancel_not_accepted 2', '... counted as cancel_not_accepted');
 is_deeply($g->{canceled}, [], '... no cancel was accepted');
 is_deeply([ map { [ grep { !/^tags/ } requests_for($_) ] } qw(x/running-old x/unavailable-old x/running-young) ],
 	[ map { [ "status $_", "cancel $_", "status $_" ] } qw(x/running-old x/unavailable-old x/running-young) ],
@@ -364,6 +370,7 @@ put_row('u/recent', 'pre_importing', pre_import_started_at => ago('15 min'));
 put_row('u/fine', 'importing', import_started_at => ago('1 min'));
 $g = guard();
 is_deeply($g->{left_alone}, ['u/recent'], 'unavailable: 15 min (past the threshold, under twice it): left alone');
+is(left_alone_reasons($g), 'registry_unavailable 1', '... counted as registry_unavailable');
 is_deeply($g->{aborted}, [ 'u/ancient', 'u/imp' ], '... over twice the threshold: aborted');
 is_deeply($g->{finished}, ['u/fine'], '... the cycle went on with the next repository');
 is_deeply($g->{canceled}, [], '... no cancel sent for an unconfirmed step');

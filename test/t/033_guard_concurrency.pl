@@ -52,6 +52,7 @@ $h->finish;
 $g = $json->decode($gout);
 is_deeply([ $g->{errors}, $g->{aborted}, $g->{canceled} ], [ [ { path => 'k/race', message => 'state changed' } ], [], [] ],
 	'... the guard drops its change: "state changed"');
+is(left_alone_reasons($g), 'state_changed 1', '... counted under left_alone_reasons as state_changed');
 is_deeply([ events('k/race') ], ['notification finish_pre_import pre_importing>pre_import_done - pre_import_complete'],
 	'... one change, logged once, by the notification');
 is(row('k/race')->{state}, 'pre_import_done', '... end state pre_import_done');
@@ -76,10 +77,17 @@ $g = $json->decode($gout);
 is_deeply([ $g->{canceled}, $g->{aborted}, $g->{errors} ],
 	[ ['k/lock'], [], [ { path => 'k/lock', message => 'state changed' } ] ],
 	q{... the guard's cancel was accepted, but its abort is dropped: "state changed"});
+is(left_alone_reasons($g), 'state_changed 1', '... counted under left_alone_reasons as state_changed');
 $r = row('k/lock');
 is("$r->{state} $r->{retries_count}", 'import_aborted 1', '... end state import_aborted, one retry spent (not two)');
 is_deeply([ events('k/lock') ], [ 'notification abort pre_importing>import_aborted - pre_import_failed' ],
 	'... one change, logged once, by the notification');
 section_time('concurrency', $t);
+
+# A race is routine: the dropped change is a LOG line, never an ERROR.
+my $log = slurp_file($node->logfile);
+like($log, qr/LOG:  registry_migration guard: repository "k\/lock" changed while the registry was being asked; left for the next cycle/,
+	'the dropped change is in the server log at LOG');
+unlike($log, qr/ERROR:/, '... and neither race put an ERROR there');
 
 end_test();

@@ -121,6 +121,7 @@ is(notify($p, 'pre_import_failed'), 'pre_importing',
 $g = guard();
 is_deeply([ $g->{aborted}, $g->{left_alone} ], [ [], [$p] ],
 	'the guard asks the registry, which runs the retry: the report is dismissed');
+is(left_alone_reasons($g), 'failure_dismissed 1', '... counted as failure_dismissed');
 is_deeply([ requests() ], ["status $p"], '... one status request');
 $r = repo($p);
 is("$r->{state} $r->{retries_count}", 'pre_importing 1', '... still pre_importing, no retry spent');
@@ -202,6 +203,7 @@ held_while_unavailable($p);
 $g = guard();
 is_deeply([ $g->{aborted}, $g->{left_alone} ], [ [], [$p] ],
 	'the status request fails: the report stays held, nothing changes');
+is(left_alone_reasons($g), 'confirmation_pending 1', '... counted as confirmation_pending');
 is(state_of($p), 'pre_importing', '... pre_importing');
 $sim->clear_faults;
 is_deeply(guard()->{aborted}, [$p], '... the next guard cycle confirms it: aborted');
