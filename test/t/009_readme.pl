@@ -11,6 +11,7 @@ use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../perl";
+use HTTP::Tiny;
 use IPC::Run;
 use NotificationReceiver;
 use PostgreSQL::Test::Cluster;
@@ -146,6 +147,35 @@ ok($node->poll_query_until($database, q{SELECT done >= 10 FROM registry_migratio
 ($ok, $stdout, $stderr) = run_readme_sql(block('Watch', 'sql', 'SELECT * FROM registry_migration.progress'));
 ok($ok, "the README's Watch statements run") or diag($stderr);
 like($stdout, qr/^\d+\|\d+\|\d+\|\d+\|/m, 'progress shows the counts');
+
+# Prometheus and the chart, as the README's monitoring role sees them.
+for my $grants (grep { $_->{text} =~ /migration_monitoring/ } Readme::blocks(section => 'Watch', lang => 'sql'))
+{
+	($ok, $stdout, $stderr) = run_readme_sql($grants->{text});
+	ok($ok, "the README's grants for the monitoring role: " . (split /\n/, $grants->{text})[0]) or diag($stderr);
+}
+my $on_node = sub { $_[0] =~ s{host=/run/postgresql}{host=${\ $node->host } port=${\ $node->port }}r
+	  =~ s{-h /run/postgresql}{-h ${\ $node->host } -p ${\ $node->port }}r };
+my $exporter_port = PostgreSQL::Test::Cluster::get_free_port();
+my $exporter_command = $on_node->(block('Watch', 'sh', 'DATA_SOURCE_NAME=')) =~ s/\\\n\s*/ /gr =~ s/\s+$//r;
+my $exporter = IPC::Run::start([ 'bash', '-c', "exec env $exporter_command --web.listen-address=127.0.0.1:$exporter_port" ],
+	'<', '/dev/null', '>', "$dir/exporter.log", '2>&1');
+my $metrics = '';
+$deadline = time() + 30;
+until ($metrics =~ /^registry_migration_\w+/m || time() > $deadline)
+{
+	sleep 0.2;
+	my $r = HTTP::Tiny->new(timeout => 5)->get("http://127.0.0.1:$exporter_port/metrics");
+	$metrics = $r->{content} // '' if $r->{success};
+}
+like($metrics, qr/^registry_migration_\w+\{[^}]*state="import_done"[^}]*\} [1-9]/m,
+	"the README's exporter command serves the repositories per state");
+$exporter->kill_kill;
+my $report_command = $on_node->(block('Watch', 'sh', 'scripts/report')) =~ s{^scripts/}{$FindBin::RealBin/../../scripts/}r;
+ok(IPC::Run::run([ 'bash', '-c', $report_command ], '<', '/dev/null', '>', \$out, '2>', \$err,
+		init => sub { chdir $dir }), "the README's report command runs") or diag($err);
+like(PostgreSQL::Test::Utils::slurp_file("$dir/progress.svg"), qr/<svg/, 'and draws the chart');
+
 ok($node->poll_query_until($database, "SELECT count(*) = $total - 1 FROM registry_migration.repositories
 	WHERE state = 'import_done' AND path <> '$path'"), 'all but the hanging repository are imported');
 is(sql(qq{SELECT state FROM registry_migration.repositories WHERE path = '$path'}), 'pre_importing',
