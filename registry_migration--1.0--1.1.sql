@@ -372,3 +372,86 @@ SELECT e.id, e.at, e.repository_id, e.path, e.old_state, e.cause,
 ALTER TABLE @extschema@.events ADD COLUMN skipped_reason @extschema@.skip_reason;
 CREATE INDEX events_failure_pending ON @extschema@.events (at)
     WHERE event = 'failure_pending';
+
+-- worker_status gains the worker's counters, at the end of its columns. The
+-- columns of the function behind it change, which only DROP and CREATE can
+-- do, and the view goes with it. The grants on both (an operator's SELECT on
+-- the view needs EXECUTE on the function too) are read first and given
+-- again. Given in this script they would become the extension's initial
+-- privileges, which pg_dump leaves out, so those are put back to what a
+-- fresh install records: the grants stay the operator's, and in a dump.
+DO $upgrade$
+DECLARE
+    view_acl pg_catalog.aclitem[];
+    view_owner pg_catalog.oid;
+    function_acl pg_catalog.aclitem[];
+    function_owner pg_catalog.oid;
+    fresh_init_privs pg_catalog.pg_init_privs[];
+    grant_item record;
+BEGIN
+    SELECT relacl, relowner INTO view_acl, view_owner
+      FROM pg_catalog.pg_class WHERE oid = '@extschema@.worker_status'::pg_catalog.regclass;
+    SELECT proacl, proowner INTO function_acl, function_owner
+      FROM pg_catalog.pg_proc WHERE oid = '@extschema@.worker_status_internal()'::pg_catalog.regprocedure;
+
+    DROP VIEW @extschema@.worker_status;
+    DROP FUNCTION @extschema@.worker_status_internal();
+
+    -- As in the install script.
+    CREATE FUNCTION @extschema@.worker_status_internal(
+            OUT pid integer, OUT database name, OUT activity text, OUT since timestamptz,
+            OUT last_guard_at timestamptz, OUT last_guard_ms float8, OUT last_guard_summary text,
+            OUT last_enqueue_at timestamptz, OUT last_enqueue_ms float8, OUT last_enqueue_summary text,
+            OUT last_error text, OUT last_error_at timestamptz,
+            OUT cycles text, OUT answers text, OUT counters_since timestamptz)
+        RETURNS SETOF record
+        LANGUAGE c VOLATILE
+        SET search_path = pg_catalog, @extschema@, pg_temp
+        AS 'MODULE_PATHNAME', 'rm_worker_status';
+    REVOKE ALL ON FUNCTION @extschema@.worker_status_internal() FROM PUBLIC;
+
+    CREATE VIEW @extschema@.worker_status AS
+    SELECT w.pid, w.database, w.activity, w.since, w.last_guard_at, w.last_enqueue_at,
+           w.last_error, s.retry_after_until,
+           w.last_guard_ms, w.last_guard_summary::jsonb AS last_guard_summary,
+           w.last_enqueue_ms, w.last_enqueue_summary::jsonb AS last_enqueue_summary,
+           w.last_error_at,
+           w.cycles::jsonb AS cycles, w.answers::jsonb AS answers, w.counters_since
+      FROM @extschema@.worker_status_internal() AS w
+     CROSS JOIN @extschema@.registry_state AS s;
+
+    -- What a fresh install records for the two.
+    SELECT pg_catalog.array_agg(p) INTO fresh_init_privs
+      FROM pg_catalog.pg_init_privs AS p
+     WHERE (p.objoid OPERATOR(pg_catalog.=) '@extschema@.worker_status'::pg_catalog.regclass
+            AND p.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+         OR p.objoid OPERATOR(pg_catalog.=) '@extschema@.worker_status_internal()'::pg_catalog.regprocedure
+            AND p.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass)
+       AND p.objsubid OPERATOR(pg_catalog.=) 0;
+
+    -- The old grants, but the owner's own privileges.
+    FOR grant_item IN
+        SELECT 'TABLE @extschema@.worker_status' AS object, a.privilege_type, a.grantee, a.is_grantable
+          FROM pg_catalog.aclexplode(view_acl) AS a
+         WHERE a.grantee OPERATOR(pg_catalog.<>) view_owner
+        UNION ALL
+        SELECT 'FUNCTION @extschema@.worker_status_internal()', a.privilege_type, a.grantee, a.is_grantable
+          FROM pg_catalog.aclexplode(function_acl) AS a
+         WHERE a.grantee OPERATOR(pg_catalog.<>) function_owner
+    LOOP
+        EXECUTE pg_catalog.format('GRANT %s ON %s TO %s%s', grant_item.privilege_type, grant_item.object,
+            CASE WHEN grant_item.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                 ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(grant_item.grantee)) END,
+            CASE WHEN grant_item.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
+
+    DELETE FROM pg_catalog.pg_init_privs AS p
+     WHERE (p.objoid OPERATOR(pg_catalog.=) '@extschema@.worker_status'::pg_catalog.regclass
+            AND p.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+         OR p.objoid OPERATOR(pg_catalog.=) '@extschema@.worker_status_internal()'::pg_catalog.regprocedure
+            AND p.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass)
+       AND p.objsubid OPERATOR(pg_catalog.=) 0;
+    INSERT INTO pg_catalog.pg_init_privs
+    SELECT * FROM pg_catalog.unnest(fresh_init_privs);
+END
+$upgrade$;

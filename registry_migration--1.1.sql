@@ -537,12 +537,16 @@ SELECT c.done, c.skipped, c.remaining, c.in_process,
        END AS estimated_time_to_finish
   FROM counts AS c, recent AS r;
 
--- The background worker's state; no rows when no worker runs.
+-- The background worker's state; no rows when no worker runs. last_error
+-- is an error not yet followed by a success of what failed; cycles and
+-- answers count the worker's own cycles and the registry's answers to them
+-- since counters_since, when this worker process started.
 CREATE FUNCTION @extschema@.worker_status_internal(
         OUT pid integer, OUT database name, OUT activity text, OUT since timestamptz,
         OUT last_guard_at timestamptz, OUT last_guard_ms float8, OUT last_guard_summary text,
         OUT last_enqueue_at timestamptz, OUT last_enqueue_ms float8, OUT last_enqueue_summary text,
-        OUT last_error text, OUT last_error_at timestamptz)
+        OUT last_error text, OUT last_error_at timestamptz,
+        OUT cycles text, OUT answers text, OUT counters_since timestamptz)
     RETURNS SETOF record
     LANGUAGE c VOLATILE
     SET search_path = pg_catalog, @extschema@, pg_temp
@@ -553,7 +557,8 @@ SELECT w.pid, w.database, w.activity, w.since, w.last_guard_at, w.last_enqueue_a
        w.last_error, s.retry_after_until,
        w.last_guard_ms, w.last_guard_summary::jsonb AS last_guard_summary,
        w.last_enqueue_ms, w.last_enqueue_summary::jsonb AS last_enqueue_summary,
-       w.last_error_at
+       w.last_error_at,
+       w.cycles::jsonb AS cycles, w.answers::jsonb AS answers, w.counters_since
   FROM @extschema@.worker_status_internal() AS w
  CROSS JOIN @extschema@.registry_state AS s;
 

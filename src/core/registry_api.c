@@ -171,6 +171,68 @@ classify_start_429(const char *body, size_t len)
 	return ANSWER_TOO_MANY_IMPORTS;
 }
 
+static const char *const counter_names[ANSWER_COUNTERS] = {
+	[COUNT_OK] = "ok",
+	[COUNT_ACCEPTED] = "accepted",
+	[COUNT_ALREADY_IMPORTED] = "already_imported",
+	[COUNT_ALREADY_RUNNING] = "already_running",
+	[COUNT_NOT_FOUND] = "not_found",
+	[COUNT_429_RATE_LIMIT] = "429_" REGISTRY_CODE_RATE_LIMIT,
+	[COUNT_429_NOT_READY] = "429_" REGISTRY_CODE_NOT_READY,
+	[COUNT_429_OTHER_CODE] = "429_other_code",
+	[COUNT_429_NO_CODE] = "429_no_code",
+	[COUNT_REFUSED] = "refused",
+	[COUNT_FAILED] = "failed",
+	[COUNT_DOWN] = "down",
+};
+
+const char *
+answer_counter_name(AnswerCounter counter)
+{
+	return (unsigned) counter < ANSWER_COUNTERS ? counter_names[counter] : "?";
+}
+
+/* A 429 to a start, by the error code its body names. */
+static AnswerCounter
+count_429(const char *body, size_t len)
+{
+	char		code[REGISTRY_STATUS_MAX + 1];
+
+	if (body == NULL || !json_first_error_code(body, len, code))
+		return COUNT_429_NO_CODE;
+	if (strcmp(code, REGISTRY_CODE_NOT_READY) == 0)
+		return COUNT_429_NOT_READY;
+	if (strcmp(code, REGISTRY_CODE_RATE_LIMIT) == 0)
+		return COUNT_429_RATE_LIMIT;
+	return COUNT_429_OTHER_CODE;
+}
+
+AnswerCounter
+answer_counter(AnswerClass answer, bool registry_down, const char *body, size_t len)
+{
+	switch (answer)
+	{
+		case ANSWER_OK:
+			return COUNT_OK;
+		case ANSWER_ACCEPTED:
+			return COUNT_ACCEPTED;
+		case ANSWER_ALREADY_IMPORTED:
+			return COUNT_ALREADY_IMPORTED;
+		case ANSWER_ALREADY_RUNNING:
+			return COUNT_ALREADY_RUNNING;
+		case ANSWER_NOT_FOUND:
+			return COUNT_NOT_FOUND;
+		case ANSWER_TOO_MANY_IMPORTS:
+		case ANSWER_NOT_READY:
+			return count_429(body, len);
+		case ANSWER_UNAVAILABLE:
+			return registry_down ? COUNT_DOWN : COUNT_FAILED;
+		case ANSWER_REFUSED:
+			break;
+	}
+	return COUNT_REFUSED;
+}
+
 AnswerClass
 classify_answer(RegistryCall call, bool transport_ok, long code)
 {

@@ -83,6 +83,43 @@ extern bool start_answer_lost(bool registry_down, long http_status);
 extern AnswerClass classify_start_429(const char *body, size_t len);
 
 /*
+ * The classes the worker counts the registry's answers in: an AnswerClass,
+ * with a 429 to a start told apart by its error code, and "registry
+ * unavailable" told apart into down (no connection could be made) and
+ * failed (a connection was made, nothing usable came back).
+ */
+typedef enum AnswerCounter
+{
+	COUNT_OK,
+	COUNT_ACCEPTED,
+	COUNT_ALREADY_IMPORTED,
+	COUNT_ALREADY_RUNNING,
+	COUNT_NOT_FOUND,
+	COUNT_429_RATE_LIMIT,		/* code IMPORT_RATE_LIMIT */
+	COUNT_429_NOT_READY,		/* code REGISTRY_CODE_NOT_READY */
+	COUNT_429_OTHER_CODE,
+	COUNT_429_NO_CODE,			/* no code, or a body that cannot be read */
+	COUNT_REFUSED,
+	COUNT_FAILED,
+	COUNT_DOWN
+} AnswerCounter;
+
+#define ANSWER_COUNTERS (COUNT_DOWN + 1)
+
+/* The error code of the registry's 429 when too many imports run. */
+#define REGISTRY_CODE_RATE_LIMIT "IMPORT_RATE_LIMIT"
+
+/*
+ * Which counter an answer of this class goes to; body (len bytes, may be
+ * NULL) is read only for a 429 to a start.
+ */
+extern AnswerCounter answer_counter(AnswerClass answer, bool registry_down,
+									const char *body, size_t len);
+
+/* The counter's name in worker_status.answers. */
+extern const char *answer_counter_name(AnswerCounter counter);
+
+/*
  * A Retry-After value, as seconds to wait from now: delta-seconds or an
  * HTTP date. False when the value is neither; a date in the past gives 0.
  */

@@ -35,6 +35,8 @@
 #define SMALL_ANSWER_CAP (64 * 1024)
 #define TAG_PAGE_CAP HTTP_MAX_BODY
 
+registry_answer_hook_type registry_answer_hook = NULL;
+
 void
 registry_require_url(void)
 {
@@ -187,6 +189,8 @@ interpret(RegistryCall call, const HttpTransfer *t)
 				: pstrdup("tag list answer that is not a tag list");
 		}
 	}
+	if (registry_answer_hook)
+		registry_answer_hook(answer_counter(a.answer, a.registry_down, t->body, t->body_len));
 	return a;
 }
 

@@ -30,6 +30,15 @@ typedef struct RegistryAnswer
 	char	   *problem;
 } RegistryAnswer;
 
+/*
+ * Called with the counter of every answer as soon as it is read (a tag
+ * list: every page), unless NULL. Only the background worker sets it, so
+ * that it counts its own cycles' answers and no SQL call's. It must not
+ * raise an error.
+ */
+typedef void (*registry_answer_hook_type) (AnswerCounter counter);
+extern registry_answer_hook_type registry_answer_hook;
+
 /* Raise 22023 when registry_migration.registry_url is empty. */
 extern void registry_require_url(void);
 

@@ -26,6 +26,7 @@
 #include "control/guard.h"
 #include "control/summary.h"
 #include "guc.h"
+#include "registry/registry_client.h"
 #include "worker/summary_fit.h"
 #include "worker/worker.h"
 #include "worker/worker_connect.h"
@@ -86,11 +87,12 @@ record_cycle(CycleKind kind, TimestampTz started, const CycleSummary *summary)
 }
 
 static void
-record_error(void)
+record_error(CycleKind kind)
 {
 	ErrorData  *error = CopyErrorData();
 
-	worker_shared_set_error(error->message ? error->message : "unknown error");
+	worker_shared_set_error(kind == CYCLE_GUARD ? WORKER_ERROR_GUARD : WORKER_ERROR_ENQUEUE,
+							error->message ? error->message : "unknown error");
 	FreeErrorData(error);
 }
 
@@ -106,7 +108,8 @@ freed_slots(const CycleSummary *summary)
  * One cycle in its own transactions (the cycle commits between
  * repositories). Returns true when it changed a repository, so the caller
  * can refill freed slots at once. An error is logged and kept for
- * worker_status; the worker goes on.
+ * worker_status; the worker goes on. The cycle is counted once it is over:
+ * by its summary when it ran to its end (committed), else as an error.
  */
 static bool
 run_worker_cycle(CycleKind kind, MemoryContext cycle_memory)
@@ -116,6 +119,7 @@ run_worker_cycle(CycleKind kind, MemoryContext cycle_memory)
 	TimestampTz started = GetCurrentTimestamp();
 	CycleSummary summary;
 	volatile bool changed = false;
+	volatile bool completed = false;
 
 	worker_shared_set_activity(name);
 	pgstat_report_activity(STATE_RUNNING, name);
@@ -133,16 +137,18 @@ run_worker_cycle(CycleKind kind, MemoryContext cycle_memory)
 		changed = freed_slots(&summary);
 		PopActiveSnapshot();
 		CommitTransactionCommand();
+		completed = true;
 	}
 	PG_CATCH();
 	{
 		MemoryContextSwitchTo(cycle_memory);
-		record_error();
+		record_error(kind);
 		EmitErrorReport();
 		AbortCurrentTransaction();
 		FlushErrorState();
 	}
 	PG_END_TRY();
+	worker_shared_count_cycle(kind, completed ? &summary : NULL);
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	MemoryContextReset(cycle_memory);
@@ -169,6 +175,8 @@ registry_migration_worker_main(Datum arg)
 	worker_shared_attach(rm_database);
 	worker_connect();
 	am_registry_migration_worker = true;
+	/* Only the worker's own requests are counted. */
+	registry_answer_hook = worker_shared_count_answer;
 	cycle_memory = AllocSetContextCreate(TopMemoryContext, "registry_migration cycle",
 										 ALLOCSET_DEFAULT_SIZES);
 	next_guard = next_enqueue = GetCurrentTimestamp();

@@ -53,7 +53,7 @@ keep_connection_error(ErrorData *edata)
 		else
 			snprintf(message, sizeof(message), "could not connect to database \"%s\": %s",
 					 rm_database, reason);
-		worker_shared_set_error(message);
+		worker_shared_set_error(WORKER_ERROR_CONNECTION, message);
 		worker_shared_set_connect_failures(worker_shared_connect_failures() + 1);
 	}
 	if (prev_emit_log_hook)
@@ -116,7 +116,8 @@ static void
 stay_unconnected(void)
 {
 	worker_shared_set_activity("idle: registry_migration.worker_role has an invalid value");
-	worker_shared_set_error("registry_migration.worker_role was refused when the server started; "
+	worker_shared_set_error(WORKER_ERROR_CONNECTION,
+							"registry_migration.worker_role was refused when the server started; "
 							"the worker does not connect until it is corrected and the server restarted");
 	ereport(WARNING,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -143,6 +144,7 @@ worker_connect(void)
 	BackgroundWorkerInitializeConnection(rm_database, rm_worker_role_named() ? rm_worker_role : NULL, 0);
 	emit_log_hook = prev_emit_log_hook;
 	worker_shared_set_connect_failures(0);
+	worker_shared_connected();
 	SetConfigOption("search_path", WORKER_SEARCH_PATH, PGC_SUSET, PGC_S_OVERRIDE);
 	if (failures > 0)
 		ereport(LOG,

@@ -35,7 +35,7 @@ worker_role_is_superuser(void)
 
 		snprintf(message, sizeof(message),
 				 "registry_migration.worker_role \"%s\" is a superuser", rm_worker_role);
-		worker_shared_set_error(message);
+		worker_shared_set_error(WORKER_ERROR_CONNECTION, message);
 		ereport(WARNING,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s", message),

@@ -1,6 +1,6 @@
 /*
  * worker_shared.c — the worker's shared memory: its latch, for waking it,
- * and its status slots, for the worker_status view.
+ * and its status slots and counters, for the worker_status view.
  *
  * Every access holds the spinlock only for a copy, never across a call
  * that could fail or wait.
@@ -77,13 +77,21 @@ detach(int code, Datum arg)
 	SpinLockRelease(&shared->mutex);
 }
 
+/*
+ * The counters start with the worker process: a restarted worker (and a
+ * restarted server, whose shared memory is new) counts from zero again.
+ */
 void
 worker_shared_attach(const char *database)
 {
+	TimestampTz now = GetCurrentTimestamp();
+
 	SpinLockAcquire(&shared->mutex);
 	shared->pid = MyProcPid;
 	shared->latch = MyLatch;
 	strlcpy(shared->database, database, sizeof(shared->database));
+	memset(&shared->counters, 0, sizeof(shared->counters));
+	shared->counters.since = now;
 	SpinLockRelease(&shared->mutex);
 	before_shmem_exit(detach, (Datum) 0);
 	worker_shared_set_activity("starting");
@@ -101,18 +109,47 @@ worker_shared_set_activity(const char *activity)
 }
 
 void
-worker_shared_set_error(const char *message)
+worker_shared_set_error(WorkerErrorSource source, const char *message)
 {
 	int			len = pg_mbcliplen(message, strlen(message), WORKER_TEXT_LEN - 1);
 	TimestampTz now = GetCurrentTimestamp();
+	WorkerError *error;
 
 	if (shared == NULL)
 		return;
+	error = &shared->errors[source];
 	SpinLockAcquire(&shared->mutex);
-	memcpy(shared->last_error, message, len);
-	shared->last_error[len] = '\0';
-	shared->last_error_at = now;
+	memcpy(error->message, message, len);
+	error->message[len] = '\0';
+	error->at = now;
 	SpinLockRelease(&shared->mutex);
+}
+
+/* Called with the spinlock held. */
+static void
+clear_error(WorkerErrorSource source)
+{
+	shared->errors[source].at = 0;
+	shared->errors[source].message[0] = '\0';
+}
+
+void
+worker_shared_connected(void)
+{
+	SpinLockAcquire(&shared->mutex);
+	clear_error(WORKER_ERROR_CONNECTION);
+	SpinLockRelease(&shared->mutex);
+}
+
+const WorkerError *
+worker_shared_current_error(const WorkerShared *copy)
+{
+	const WorkerError *latest = NULL;
+
+	for (int i = 0; i < WORKER_ERROR_SOURCES; i++)
+		if (copy->errors[i].at != 0 && (latest == NULL || copy->errors[i].at > latest->at))
+			latest = &copy->errors[i];
+	return latest;
 }
 
 int
@@ -144,6 +181,35 @@ worker_shared_record_cycle(CycleKind kind, TimestampTz started, double ms,
 	slot->at = started;
 	slot->ms = ms;
 	strlcpy(slot->summary, summary_json, WORKER_SUMMARY_LEN);
+	SpinLockRelease(&shared->mutex);
+}
+
+void
+worker_shared_count_cycle(CycleKind kind, const CycleSummary *summary)
+{
+	int			outcome = cycle_outcome(kind, summary);
+	bool		ran = summary != NULL && summary->ran;
+
+	SpinLockAcquire(&shared->mutex);
+	if (kind == CYCLE_GUARD)
+		shared->counters.guard[outcome]++;
+	else
+		shared->counters.enqueue[outcome]++;
+	if (ran)
+	{
+		clear_error(kind == CYCLE_GUARD ? WORKER_ERROR_GUARD : WORKER_ERROR_ENQUEUE);
+		clear_error(WORKER_ERROR_CONNECTION);
+	}
+	SpinLockRelease(&shared->mutex);
+}
+
+void
+worker_shared_count_answer(AnswerCounter counter)
+{
+	if ((unsigned) counter >= ANSWER_COUNTERS)
+		return;
+	SpinLockAcquire(&shared->mutex);
+	shared->counters.answers[counter]++;
 	SpinLockRelease(&shared->mutex);
 }
 

@@ -40,6 +40,8 @@ $node->safe_psql('upgraded', q{
 	SELECT registry_migration.skip('group/b', 'too_many_tags');
 	GRANT SELECT ON registry_migration.repositories TO upgrade_operator;
 	GRANT EXECUTE ON FUNCTION registry_migration.run_guard() TO upgrade_operator;
+	GRANT SELECT ON registry_migration.worker_status TO upgrade_operator;
+	GRANT EXECUTE ON FUNCTION registry_migration.worker_status_internal() TO upgrade_operator;
 });
 is($node->safe_psql('upgraded',
 		q{SELECT extversion FROM pg_extension WHERE extname = 'registry_migration'}),
@@ -55,7 +57,10 @@ my %queries = (
 	registry_state => q{SELECT count(*) || ' ' || string_agg(s::text, '') FROM registry_migration.registry_state s},
 	sequence => q{SELECT last_value FROM registry_migration.repositories_id_seq},
 	grants => q{SELECT has_table_privilege('upgrade_operator', 'registry_migration.repositories', 'SELECT')
-	              AND has_function_privilege('upgrade_operator', 'registry_migration.run_guard()', 'EXECUTE')});
+	              AND has_function_privilege('upgrade_operator', 'registry_migration.run_guard()', 'EXECUTE')
+	              AND has_table_privilege('upgrade_operator', 'registry_migration.worker_status', 'SELECT')
+	              AND has_function_privilege('upgrade_operator', 'registry_migration.worker_status_internal()',
+	                                         'EXECUTE')});
 my %before = map { $_ => $node->safe_psql('upgraded', $queries{$_}) } keys %queries;
 
 $node->safe_psql('upgraded', 'ALTER EXTENSION registry_migration UPDATE');
@@ -106,6 +111,20 @@ sub show_difference
 	}
 	return scalar `diff -u $dir/fresh.filtered $dir/upgraded.filtered`;
 }
+
+# worker_status was made again (its function has more columns): the
+# operator's grants on it are the operator's, not the extension's initial
+# privileges, so an ordinary dump keeps them; and the operator reads it.
+my $dump = $node->basedir . '/upgraded-plain.sql';
+$node->run_log([ 'pg_dump', '--schema-only', '-d', $node->connstr('upgraded'), '-f', $dump ]);
+my $plain = slurp_file($dump);
+like($plain, qr/^GRANT SELECT ON TABLE registry_migration\.worker_status TO upgrade_operator;$/m,
+	'a dump of the upgraded database keeps the grant on worker_status');
+like($plain, qr/^GRANT ALL ON FUNCTION registry_migration\.worker_status_internal\(OUT pid integer.*\) TO upgrade_operator;$/m,
+	'... and on worker_status_internal');
+is($node->safe_psql('upgraded', q{SET ROLE upgrade_operator;
+	SELECT count(*) FROM registry_migration.worker_status WHERE cycles IS NULL OR answers IS NULL}),
+	'0', 'the operator reads worker_status, with its new columns, after the upgrade');
 
 # What 1.1 changed works in the upgraded database.
 is($node->safe_psql('upgraded', q{

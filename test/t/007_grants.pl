@@ -3,8 +3,9 @@
 # role runs every task of a migration (loading repositories, the settings
 # and the deny list, both cycles, the look-ups, every intervention, purging
 # the event log, the views); without any single one of them some task fails
-# with "permission denied". The notification role's single grant lets it
-# handle a notification and nothing else.
+# with "permission denied"; they read a running worker's status, counters
+# included. The notification role's single grant lets it handle a
+# notification and nothing else.
 use strict;
 use warnings;
 use FindBin;
@@ -192,6 +193,22 @@ for my $statement (q{SELECT count(*) FROM registry_migration.repositories},
 	($rc, $out, $err) = $node->psql('postgres', "SET ROLE registry_notifications; $statement");
 	like($err, qr/permission denied/, "the notification role cannot: " . ($statement =~ s/\s+/ /gr));
 }
+
+# ---- the operator watches a running worker ---------------------------------------
+# With a worker running (idle), worker_status has a row: the operator's
+# grants read every column of it, the counters included.
+$node->append_conf('postgresql.conf', join("\n", "shared_preload_libraries = 'registry_migration'",
+	"registry_migration.database = 'postgres'", "registry_migration.worker_enabled = off", ''));
+$node->restart;
+$node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM registry_migration.worker_status})
+  or die 'no worker';
+($rc, $out, $err) = $node->psql('postgres', q{SET ROLE migration_operator;
+	SELECT to_jsonb(w) ?& ARRAY['pid', 'last_error', 'retry_after_until', 'last_error_at', 'cycles', 'answers',
+	                            'counters_since']
+	       AND jsonb_typeof(cycles) = 'object' AND jsonb_typeof(answers) = 'object'
+	       AND counters_since IS NOT NULL
+	  FROM registry_migration.worker_status AS w});
+is($out, 't', "the operator reads worker_status's row with its counters") or diag($err);
 
 $node->stop;
 $sim->stop;

@@ -3,8 +3,9 @@
 # README gives in "Watch" (read from there), serves every metric of
 # the file with the values the views and the event log hold — repositories
 # by state, progress, the worker's status (running, healthy, with an error,
-# or not running), retries spent in the last hour by reason and a pending
-# Retry-After — and without any single one of those grants a query fails.
+# or not running) and its counters, retries spent in the last hour by
+# reason and a pending Retry-After — and without any single one of those
+# grants a query fails.
 use strict;
 use warnings;
 use FindBin;
@@ -173,7 +174,9 @@ is_deeply(families($m), [ sort(
 	(map { "registry_migration_progress_$_" } qw(done skipped remaining in_process recent_rate_per_hour
 		estimated_seconds_to_finish)),
 	(map { "registry_migration_worker_$_" } qw(running last_guard_timestamp_seconds last_guard_duration_seconds
-		last_enqueue_timestamp_seconds last_enqueue_duration_seconds last_error last_error_timestamp_seconds)),
+		last_enqueue_timestamp_seconds last_enqueue_duration_seconds last_error last_error_timestamp_seconds
+		counters_since_timestamp_seconds cycles_total)),
+	'registry_migration_registry_answers_total',
 	'registry_migration_aborts_last_hour', 'registry_migration_retry_after_seconds') ],
 	'the metric names');
 
@@ -235,15 +238,11 @@ retry_after_between('no Retry-After is 0');
 
 # ---- the worker -------------------------------------------------------------------
 
-# The worker's metrics against worker_status, read before and after the
-# scrape; a cycle that ran in between makes it try again.
-sub worker_matches
+# A scrape and what $view read just before it, the same just after: a
+# cycle that ran in between makes it try again. Returns (view, scrape).
+sub scrape_between
 {
-	my ($what) = @_;
-	my $view = q{SELECT array_to_string(ARRAY[count(pid), extract(epoch FROM max(last_guard_at)),
-		max(last_guard_ms) / 1000, extract(epoch FROM max(last_enqueue_at)), max(last_enqueue_ms) / 1000,
-		count(last_error), extract(epoch FROM max(last_error_at))], ' ', '')
-		FROM registry_migration.worker_status};
+	my ($view) = @_;
 	my ($before, $after, $scraped);
 	for (1 .. 50)
 	{
@@ -252,9 +251,23 @@ sub worker_matches
 		$after = sql($view);
 		last if $before eq $after && $scraped && $scraped->{pg_up};
 	}
+	return ($before, $scraped);
+}
+
+# The worker's metrics against worker_status.
+sub worker_matches
+{
+	my ($what) = @_;
+	my ($before, $scraped) = scrape_between(q{SELECT array_to_string(ARRAY[count(pid),
+		extract(epoch FROM max(last_guard_at)), max(last_guard_ms) / 1000,
+		extract(epoch FROM max(last_enqueue_at)), max(last_enqueue_ms) / 1000,
+		count(last_error), extract(epoch FROM max(last_error_at)), extract(epoch FROM max(counters_since))],
+		' ', '')
+		FROM registry_migration.worker_status});
 	my @v = split / /, $before, -1;
 	my @names = qw(running last_guard_timestamp_seconds last_guard_duration_seconds
-		last_enqueue_timestamp_seconds last_enqueue_duration_seconds last_error last_error_timestamp_seconds);
+		last_enqueue_timestamp_seconds last_enqueue_duration_seconds last_error last_error_timestamp_seconds
+		counters_since_timestamp_seconds);
 	my @got = map { $scraped->{"registry_migration_worker_$_"} } @names;
 	my $same = 1;
 	for my $i (0 .. $#names)
@@ -275,8 +288,43 @@ $m = worker_matches('a running worker');
 is($m->{registry_migration_worker_running}, 1, 'running: 1');
 is($m->{registry_migration_worker_last_error}, 0, 'no error: 0');
 
+# The worker's counters: one series per kind and way a cycle ended, and per
+# class of answer, with worker_status's values; none when no worker runs.
+sub counters_match
+{
+	my ($what) = @_;
+	my ($before, $scraped) = scrape_between(q{SELECT coalesce(string_agg(name || '=' || value, ' '
+		ORDER BY name), '') FROM (
+		SELECT 'registry_migration_worker_cycles_total{kind=' || k.key || ',stopped=' || o.key || '}' AS name,
+		       o.value
+		  FROM registry_migration.worker_status AS w, jsonb_each(w.cycles) AS k, jsonb_each_text(k.value) AS o
+		UNION ALL
+		SELECT 'registry_migration_registry_answers_total{class=' || a.key || '}', a.value
+		  FROM registry_migration.worker_status AS w, jsonb_each_text(w.answers) AS a) AS c});
+	my %want = map { split /=(?=\d+$)/ } split / /, $before;
+	my %got = map { $_ => $scraped->{$_} }
+	  grep { /^registry_migration_(worker_cycles|registry_answers)_total/ } keys %$scraped;
+	is_deeply(\%got, \%want, "$what: the counters' series and values are worker_status's")
+	  or diag(explain({ scraped => \%got, worker_status => \%want }));
+	return \%got;
+}
+# Idle, the worker keeps its counters still (a scrape takes longer than the
+# time between two cycles).
+$node->append_conf('postgresql.conf', "registry_migration.worker_enabled = off\n");
+$node->reload;
+$node->poll_query_until('postgres', q{SELECT activity LIKE 'idle: %' FROM registry_migration.worker_status})
+  or die 'the worker does not idle';
+my $counters = counters_match('a running worker');
+is(scalar(grep { /cycles_total/ } keys %$counters), 12, 'twelve cycle series: 3 for the guard, 9 for the enqueuer');
+is(scalar(grep { /answers_total/ } keys %$counters), 12, 'twelve answer classes');
+cmp_ok($counters->{'registry_migration_worker_cycles_total{kind=guard,stopped=ran}'}, '>', 0,
+	'the guard cycles that ran are counted');
+cmp_ok($counters->{'registry_migration_worker_cycles_total{kind=enqueue,stopped=disabled}'}, '>', 0,
+	'the enqueue cycles of a migration not enabled are counted');
+
 # A worker that cannot connect as its role reports an error.
-$node->append_conf('postgresql.conf', "registry_migration.worker_role = 'pg_monitor'\n");
+$node->append_conf('postgresql.conf',
+	"registry_migration.worker_enabled = on\nregistry_migration.worker_role = 'pg_monitor'\n");
 $node->restart;
 $node->poll_query_until('postgres', q{SELECT last_error IS NOT NULL FROM registry_migration.worker_status})
   or die 'no worker error';
@@ -290,6 +338,7 @@ $node->restart;
 $m = scrape_until(sub { ($_[0]{registry_migration_worker_running} // '') eq '0' });
 $m = worker_matches('no worker');
 is($m->{registry_migration_worker_running}, 0, 'running: 0');
+is_deeply(counters_match('no worker'), {}, 'no worker: no counter series');
 
 # ---- each grant is needed ---------------------------------------------------------
 

@@ -195,6 +195,45 @@ test_start_429(void)
 	check_429(NULL, ANSWER_TOO_MANY_IMPORTS);
 }
 
+static void
+check_counter(AnswerClass answer, bool down, const char *body, const char *want)
+{
+	CHECK_STR_EQ(answer_counter_name(answer_counter(answer, down, body, body ? strlen(body) : 0)),
+				 want, "counter of %s%s with %s", answer_class_name(answer),
+				 down ? " (down)" : "", body ? body : "no body");
+}
+
+/*
+ * The worker's answer counters: a 429 by its error code, "unavailable" by
+ * whether a connection was made, every other class by itself.
+ */
+static void
+test_answer_counters(void)
+{
+	check_counter(ANSWER_OK, false, NULL, "ok");
+	check_counter(ANSWER_ACCEPTED, false, NULL, "accepted");
+	check_counter(ANSWER_ALREADY_IMPORTED, false, NULL, "already_imported");
+	check_counter(ANSWER_ALREADY_RUNNING, false, NULL, "already_running");
+	check_counter(ANSWER_NOT_FOUND, false, NULL, "not_found");
+	check_counter(ANSWER_REFUSED, false, "{\"errors\":[{\"code\":\"IMPORT_RATE_LIMIT\"}]}", "refused");
+	check_counter(ANSWER_UNAVAILABLE, false, NULL, "failed");
+	check_counter(ANSWER_UNAVAILABLE, true, NULL, "down");
+	check_counter(ANSWER_TOO_MANY_IMPORTS, false, "{\"errors\":[{\"code\":\"IMPORT_RATE_LIMIT\"}]}",
+				  "429_IMPORT_RATE_LIMIT");
+	check_counter(ANSWER_NOT_READY, false, "{\"errors\":[{\"code\":\"IMPORT_REPOSITORY_NOT_READY\"}]}",
+				  "429_IMPORT_REPOSITORY_NOT_READY");
+	check_counter(ANSWER_TOO_MANY_IMPORTS, false, "{\"errors\":[{\"code\":\"BUSY\",\"message\":\"m\"}]}",
+				  "429_other_code");
+	check_counter(ANSWER_TOO_MANY_IMPORTS, false, "{\"errors\":[{\"message\":\"busy\"}]}", "429_no_code");
+	check_counter(ANSWER_TOO_MANY_IMPORTS, false, "busy", "429_no_code");
+	check_counter(ANSWER_TOO_MANY_IMPORTS, false, NULL, "429_no_code");
+	/* Every counter has a name of its own. */
+	for (int i = 0; i < ANSWER_COUNTERS; i++)
+		for (int j = 0; j < i; j++)
+			CHECK(strcmp(answer_counter_name((AnswerCounter) i), answer_counter_name((AnswerCounter) j)) != 0,
+				  "counters %d and %d share a name", i, j);
+}
+
 /* A start may have been carried out only when the request got through and nothing usable came back. */
 static void
 test_start_answer_lost(void)
@@ -271,6 +310,7 @@ test_registry_api(void)
 	test_urls_refused();
 	test_classification();
 	test_start_429();
+	test_answer_counters();
 	test_start_answer_lost();
 	test_retry_after();
 	test_link();
