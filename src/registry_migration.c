@@ -13,6 +13,7 @@
 #include "guc.h"
 #include "store/commit_signal.h"
 #include "worker/worker.h"
+#include "worker/worker_leave.h"
 #include "worker/worker_shared.h"
 
 PG_MODULE_MAGIC;
@@ -36,5 +37,6 @@ _PG_init(void)
 	{
 		worker_shared_init();
 		worker_register();
+		worker_leave_init();
 	}
 }

@@ -4,6 +4,7 @@
 #include "postgres.h"
 
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 
@@ -201,11 +202,31 @@ append_left_alone_line(StringInfo line, const CycleSummary *summary)
 	}
 }
 
+/*
+ * The level to write a summary at, or -1 when the server log would not keep
+ * it. The summaries are for the server log: at info, notice and warning a
+ * message also reaches the client that ran the cycle (info whatever its
+ * client_min_messages), which has the summary as its result already. At
+ * those levels the line goes to the server log only (LOG_SERVER_ONLY),
+ * and only when log_min_messages lets the configured level through.
+ */
+static int
+server_log_level(int level)
+{
+	if (level <= LOG)
+		return level;
+	return log_min_messages != LOG && level >= log_min_messages ? LOG_SERVER_ONLY : -1;
+}
+
 void
 summary_log(const CycleSummary *summary)
 {
 	StringInfoData line;
-	int			level = summary_is_routine(summary) ? Min(DEBUG1, rm_log_level) : rm_log_level;
+	int			level = server_log_level(summary_is_routine(summary) ? Min(DEBUG1, rm_log_level)
+											 : rm_log_level);
+
+	if (level < 0)
+		return;
 
 	initStringInfo(&line);
 	if (summary->kind == CYCLE_ENQUEUER)

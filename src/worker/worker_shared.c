@@ -97,6 +97,20 @@ worker_shared_attach(const char *database)
 	worker_shared_set_activity("starting");
 }
 
+pid_t
+worker_shared_pid_serving(const char *database)
+{
+	pid_t		pid = 0;
+
+	if (shared == NULL)
+		return 0;
+	SpinLockAcquire(&shared->mutex);
+	if (shared->pid != 0 && strcmp(shared->database, database) == 0)
+		pid = shared->pid;
+	SpinLockRelease(&shared->mutex);
+	return pid;
+}
+
 void
 worker_shared_set_activity(const char *activity)
 {

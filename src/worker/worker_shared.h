@@ -84,6 +84,12 @@ extern bool worker_shared_copy(WorkerShared *copy);
  */
 extern void worker_shared_attach(const char *database);
 
+/*
+ * The worker's process id when a worker runs for database (connected to it,
+ * or about to connect); 0 otherwise. Any backend may ask.
+ */
+extern pid_t worker_shared_pid_serving(const char *database);
+
 /* What the worker does now, shown with the time it started doing it. */
 extern void worker_shared_set_activity(const char *activity);
 

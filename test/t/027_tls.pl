@@ -175,6 +175,17 @@ for my $case (@refused)
 }
 is(sql(q{SELECT count(*) FROM pg_file_settings WHERE name LIKE 'registry_migration.%'
 	AND sourcefile LIKE '%postgresql.auto.conf'}), '0', 'nothing refused was written');
+# The proxy kinds beside plain http (used below) are accepted and written;
+# the entry is removed again, without a reload.
+for my $proxy ('socks5h://[::1]:1080', 'https://proxy.example.com:3128/')
+{
+	is(error_of('ALTER SYSTEM SET registry_migration.proxy = ' . quote($proxy)), '',
+		"proxy = '$proxy' is accepted");
+	is(sql(q{SELECT setting || coalesce(' ' || error, '') FROM pg_file_settings
+		WHERE name = 'registry_migration.proxy' AND sourcefile LIKE '%postgresql.auto.conf'}),
+		$proxy, '... and written');
+}
+loaded_sql('ALTER SYSTEM RESET registry_migration.proxy');
 is(loaded_sql(q{SELECT string_agg(name || ' ' || context, ', ' ORDER BY name)
 	FROM pg_settings WHERE name IN ('registry_migration.ca_file', 'registry_migration.client_cert_file',
 	'registry_migration.client_key_file', 'registry_migration.proxy')}),

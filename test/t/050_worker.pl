@@ -2,7 +2,8 @@
 # through the simulator completes with no SQL call but the setup; it is
 # woken by committed (not rolled-back) changes; reloads change its
 # intervals; it survives termination and SIGKILL, DROP DATABASE of another
-# database and DROP EXTENSION; it idles on a standby.
+# database and DROP EXTENSION; it idles on a standby; it leaves its own
+# database when that is dropped, and returns when it is re-created.
 use strict;
 use warnings;
 use FindBin;
@@ -57,6 +58,19 @@ my $pid = worker_pid();
 like($pid, qr/^\d+$/, 'one worker, with a stable backend_type in pg_stat_activity');
 ok($node->poll_query_until('postgres', "SELECT pid = $pid AND database = 'postgres'
 	FROM registry_migration.worker_status"), 'worker_status shows its pid and database');
+
+# ---- log_level accepts its levels --------------------------------------------
+# Written by ALTER SYSTEM and removed again, without a reload. (Here rather
+# than in the regression suite, which may run on a DBA's server and writes
+# nothing to its configuration.)
+for my $level (qw(info debug1 warning))
+{
+	$node->safe_psql('postgres', "ALTER SYSTEM SET registry_migration.log_level = '$level'");
+	is($node->safe_psql('postgres', q{SELECT setting || coalesce(' ' || error, '') FROM pg_file_settings
+		WHERE name = 'registry_migration.log_level' AND sourcefile LIKE '%/postgresql.auto.conf'}),
+		$level, "log_level = '$level' is accepted and written");
+}
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET registry_migration.log_level');
 
 # ---- a migration with no SQL call but the setup ----------------------------
 add_repositories('first', 40);
@@ -211,6 +225,30 @@ $standby->start;
 ok($standby->poll_query_until('postgres', q{SELECT activity = 'idle: the server is in recovery'
 	FROM registry_migration.worker_status}), 'on a standby the worker idles');
 $standby->stop;
+
+# ---- DROP DATABASE of the worker's own database ----------------------------
+# A session connected to a database makes DROP DATABASE fail; the worker
+# leaves its database when it is dropped (pg_regress drops and re-creates
+# contrib_regression, where a DBA may point the worker), and returns once a
+# database of that name exists again. A DROP that fails anyway (a role that
+# does not own the database) leaves the worker where it is.
+$receiver->stop;    # its connections would make the drop fail, as any session's
+$pid = worker_pid();
+$node->safe_psql('template1', 'CREATE ROLE regress_not_owner LOGIN');
+my ($drop_rc, $drop_out, $drop_err) = $node->psql('template1', 'DROP DATABASE postgres',
+	extra_params => [ '-U', 'regress_not_owner' ]);
+like($drop_err, qr/must be owner of database postgres/, 'a role that does not own it cannot drop it');
+is(worker_pid(), $pid, '... and the worker stays connected');
+($drop_rc, $drop_out, $drop_err) = $node->psql('template1', 'DROP DATABASE postgres',
+	timeout => 30);
+is($drop_err, '', 'DROP DATABASE of the database the worker is connected to succeeds');
+like(slurp_file($node->logfile), qr/registry_migration worker asked to leave database "postgres", which is being dropped/,
+	'... and says so in the log');
+$node->safe_psql('template1', 'CREATE DATABASE postgres');
+$node->safe_psql('postgres', 'CREATE EXTENSION registry_migration');
+ok($node->poll_query_until('postgres', q{SELECT database = 'postgres' AND activity = 'waiting'
+	FROM registry_migration.worker_status}), 'the worker returns to the re-created database');
+isnt(worker_pid(), $pid, '... as a new process');
 
 $node->stop;
 done_testing();
