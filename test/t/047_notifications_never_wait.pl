@@ -111,6 +111,41 @@ for my $cycle ('CALL registry_migration.guard()', 'SELECT registry_migration.run
 	is(state_of('g/slow'), 'pre_import_done', "$cycle: the notification's change stands");
 }
 
+# ---- cancel() and retry(): a notification while their request is held -------------
+# The notification goes through at once; the admin call then finds the
+# repository changed and fails with 40001, changing nothing (run it again).
+
+sub admin_in_background
+{
+	my ($statement) = @_;
+	my ($h, $out) = psql_bg("SELECT public.attempt(" . quote($statement) . ");\n");
+	return sub { $h->finish; return slurp_file($out) =~ s/\s+$//r };
+}
+
+fresh();
+$sim->add_repositories({ path => 'g/admin_cancel' });
+is(HTTP::Tiny->new->put($sim->url . '/gitlab/v1/import/g/admin_cancel/?import_type=pre')->{status}, 202,
+	'cancel(): the registry runs the pre-import');
+db_add('g/admin_cancel', state => "'pre_importing'", pre_import_started_at => "now() - interval '1 minute'");
+$sim->set_faults(hold({ kind => 'cancel', path => 'g/admin_cancel' }));
+my $admin = admin_in_background(q{SELECT registry_migration.cancel('g/admin_cancel')});
+ok(request_held(), 'cancel(): its request is held by the registry');
+is(notify_now('g/admin_cancel', 'pre_import_complete'), 'pre_import_done',
+	'cancel(): a notification about the repository is applied at once');
+like($admin->(), qr/^ERROR 40001: /, 'cancel(): then fails with 40001: the repository changed meanwhile');
+is(state_of('g/admin_cancel'), 'pre_import_done', "cancel(): the notification's change stands");
+
+fresh();
+$sim->add_repositories({ path => 'g/admin_retry', status => 'pre_import_failed' });
+db_aborted('g/admin_retry', '1 hour');
+$sim->set_faults(hold({ kind => 'start', path => 'g/admin_retry' }));
+$admin = admin_in_background(q{SELECT registry_migration.retry('g/admin_retry')});
+ok(request_held(), "retry(): its start request is held by the registry");
+is(notify_now('g/admin_retry', 'pre_import_complete'), 'pre_import_done',
+	'retry(): a notification about the repository is applied at once');
+like($admin->(), qr/^ERROR 40001: /, 'retry(): then fails with 40001');
+is(state_of('g/admin_retry'), 'pre_import_done', "retry(): the notification's change stands");
+
 # ---- the procedures commit, so they refuse to run inside a transaction -----------
 
 like(sql(q{SELECT public.attempt('CALL registry_migration.enqueue()')}),
