@@ -203,29 +203,56 @@ append_left_alone_line(StringInfo line, const CycleSummary *summary)
 }
 
 /*
- * The level to write a summary at, or -1 when the server log would not keep
- * it. The summaries are for the server log: at info, notice and warning a
- * message also reaches the client that ran the cycle (info whatever its
- * client_min_messages), which has the summary as its result already. At
- * those levels the line goes to the server log only (LOG_SERVER_ONLY),
- * and only when log_min_messages lets the configured level through.
+ * Whether a summary at this level reaches the server log. Up to LOG, elog
+ * decides as for any message. Above it (info, notice, warning) the line
+ * would also reach the client that ran the cycle (info whatever its
+ * client_min_messages), which has the summary as its result already; it is
+ * written only when log_min_messages lets it into the server log, and then
+ * kept from the client (see server_log_only).
  */
-static int
-server_log_level(int level)
+static bool
+reaches_server_log(int level)
 {
 	if (level <= LOG)
-		return level;
-	return log_min_messages != LOG && level >= log_min_messages ? LOG_SERVER_ONLY : -1;
+		return true;
+	return log_min_messages != LOG && level >= log_min_messages;
+}
+
+static emit_log_hook_type hook_before_summary = NULL;
+
+/* Installed only while a summary is written: the server log, not the client. */
+static void
+server_log_only(ErrorData *edata)
+{
+	edata->output_to_client = false;
+	if (hook_before_summary)
+		hook_before_summary(edata);
+}
+
+/* The summary line at its level, at its own severity in the server log only. */
+static void
+emit_summary_line(int level, const char *line)
+{
+	hook_before_summary = emit_log_hook;
+	emit_log_hook = server_log_only;
+	PG_TRY();
+	{
+		ereport(level, (errmsg("registry_migration %s", line)));
+	}
+	PG_FINALLY();
+	{
+		emit_log_hook = hook_before_summary;
+	}
+	PG_END_TRY();
 }
 
 void
 summary_log(const CycleSummary *summary)
 {
 	StringInfoData line;
-	int			level = server_log_level(summary_is_routine(summary) ? Min(DEBUG1, rm_log_level)
-											 : rm_log_level);
+	int			level = summary_is_routine(summary) ? Min(DEBUG1, rm_log_level) : rm_log_level;
 
-	if (level < 0)
+	if (!reaches_server_log(level))
 		return;
 
 	initStringInfo(&line);
@@ -241,6 +268,6 @@ summary_log(const CycleSummary *summary)
 			appendStringInfo(&line, ", %s %d", list_keys[i], summary->counts[i]);
 	if (summary->kind == CYCLE_GUARD)
 		append_left_alone_line(&line, summary);
-	ereport(level, (errmsg("registry_migration %s", line.data)));
+	emit_summary_line(level, line.data);
 	pfree(line.data);
 }
