@@ -51,8 +51,15 @@ handled_array(const Handled *handled)
 	"(SELECT NOT EXISTS (SELECT FROM registry_migration.denied_namespaces d" \
 	"                     WHERE d.root_namespace = r.root_namespace))"
 
-/* Longer than the registry's cool-down after a canceled pre-import (5 s). */
-#define NOT_READY_HOLD "10 seconds"
+/*
+ * The registry's cool-down after a canceled pre-import lasts about 5 s from
+ * the cancel, and the cancel comes before the abort (the guard cancels, then
+ * aborts; the registry's own cancel is reported after it happened): a second
+ * more than the cool-down, counted from the abort, outlasts it. Any longer
+ * only idles the repository, which at the end of a migration is the time
+ * the last repositories wait.
+ */
+#define NOT_READY_HOLD "6 seconds"
 
 static const char *
 candidate_query(Candidate kind)

@@ -63,9 +63,10 @@ REQUEST_TIMEOUT_MS = 250
 SLOW_THRESHOLDS = {"MAX_STEP": 3, "GUARD_INTERVAL": 2, "REQUEST_TIMEOUT_MS": 1000}
 COOLDOWN = 5          # the registry's cool-down after a canceled pre-import, s
 # Time the cycles may lose to the injected outages (a worker SIGKILL is a
-# crash restart of the server, then the worker's 5 s restart delay; the
+# crash restart of the server, which starts the worker again at once; the
 # server's immediate restart; the registry's restart) and to the requests of
 # one guard cycle (status, cancel, status, each up to the request timeout).
+# Generous on purpose: a bound, not a measure.
 OUTAGE_SLACK = 20     # s
 
 

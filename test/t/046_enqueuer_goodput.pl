@@ -224,8 +224,9 @@ is_deeply([ $s->{stopped}, $s->{not_ready}, $s->{retried}, $s->{started} ],
 	'a retry during the cool-down: not_ready, and new work is started');
 is(retry_after_set(), 'f', '... no Retry-After');
 
-# Answered "not ready" within 10 s of its abort, a repository is left alone
-# until 10 s have passed since the abort: no request about it meanwhile.
+# Answered "not ready" within 6 s of its abort (the registry's cool-down is
+# about 5 s from the cancel), a repository is left alone until 6 s have
+# passed since the abort: no request about it meanwhile.
 fresh();
 $sim->configure(cancel_cooldown => 30);
 sim_running('cool/b', 'pre');
@@ -236,11 +237,14 @@ db_aborted('cool/b', '1 second');
 is_deeply([ $s->{not_ready}, consecutive_429s('cool/b') ], [ ['cool/b'], 1 ], '... its retry: not ready');
 ($s, $log) = enqueue_logged();
 is_deeply([ $s->{stopped}, $s->{not_ready}, [ grep { m{cool/b} } @$log ] ], [ 'nothing_to_do', [], [] ],
-	'... the next cycle, within 10 s of the abort, sends nothing about it');
-sql(q{UPDATE registry_migration.repositories SET aborted_at = now() - interval '11 s' WHERE path = 'cool/b'});
+	'... the next cycle, within 6 s of the abort, sends nothing about it');
+sql(q{UPDATE registry_migration.repositories SET aborted_at = now() - interval '5 s' WHERE path = 'cool/b'});
+($s, $log) = enqueue_logged();
+is_deeply([ $s->{not_ready}, [ grep { m{cool/b} } @$log ] ], [ [], [] ], '... nor 5 s after it');
+sql(q{UPDATE registry_migration.repositories SET aborted_at = now() - interval '7 s' WHERE path = 'cool/b'});
 ($s) = enqueue_logged();
 is_deeply([ $s->{not_ready}, consecutive_429s('cool/b') ], [ ['cool/b'], 2 ],
-	'... 10 s after the abort it is asked again');
+	'... 6 s after the abort it is asked again');
 
 # retry() of a repository that is not ready: a warning, nothing changes but its count.
 fresh();
