@@ -165,45 +165,13 @@ $$;
 -- Runs with the extension owner's rights, so that whoever may change
 -- repositories (an operator, the worker's role, the notification role
 -- through handle_notification) needs no privilege on the counts. It only
--- ever appends what the statement itself changed.
+-- ever appends what the statement itself changed. Written in C: it runs
+-- with every change of state, and as a query over the transition tables it
+-- cost as much as the change itself.
 CREATE FUNCTION @extschema@.count_state_changes() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path = pg_catalog, @extschema@, pg_temp AS $$
-BEGIN
-    IF TG_OP = 'TRUNCATE' THEN
-        -- Every writer and every fold holds a lock on repositories that
-        -- this TRUNCATE's lock excludes: no delta is uncommitted now. At
-        -- READ COMMITTED this statement's snapshot, taken after that lock,
-        -- sees them all. At a stricter level the snapshot may be older, and
-        -- only TRUNCATE takes every row (it also keeps readers of the
-        -- counts waiting until the end of the transaction).
-        IF current_setting('transaction_isolation') = 'read committed' THEN
-            DELETE FROM state_count_deltas;
-        ELSE
-            TRUNCATE state_count_deltas;
-        END IF;
-        RETURN NULL;
-    ELSIF TG_OP = 'INSERT' THEN
-        INSERT INTO state_count_deltas (state, delta)
-        SELECT state, count(*) FROM new_rows GROUP BY state;
-    ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO state_count_deltas (state, delta)
-        SELECT state, -count(*) FROM old_rows GROUP BY state;
-    ELSE
-        INSERT INTO state_count_deltas (state, delta)
-        SELECT state, sum(delta)
-          FROM (SELECT state, 1 AS delta FROM new_rows
-                UNION ALL
-                SELECT state, -1 FROM old_rows) AS changes
-         GROUP BY state HAVING sum(delta) <> 0;
-    END IF;
-    IF FOUND AND nextval('state_count_appends') % 64 = 0
-       AND current_setting('transaction_isolation') = 'read committed' THEN
-        PERFORM fold_state_counts();
-    END IF;
-    RETURN NULL;
-END
-$$;
+    LANGUAGE c SECURITY DEFINER
+    SET search_path = pg_catalog, @extschema@, pg_temp
+    AS 'MODULE_PATHNAME', 'rm_count_state_changes';
 
 CREATE TRIGGER count_inserts AFTER INSERT ON @extschema@.repositories
     REFERENCING NEW TABLE AS new_rows
