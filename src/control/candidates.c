@@ -15,6 +15,7 @@
 
 #include "control/candidates.h"
 #include "store/spi_util.h"
+#include "store/state_machine.h"
 #include "store/state_sql.h"
 
 void
@@ -67,7 +68,7 @@ candidate_query(Candidate kind)
 	switch (kind)
 	{
 		case CANDIDATE_FINAL_IMPORT:
-			return psprintf("SELECT id, path FROM registry_migration.repositories"
+			return psprintf("SELECT " REPOSITORY_COLUMNS " FROM registry_migration.repositories"
 							" WHERE state = %s AND id <> ALL($1)"
 							" ORDER BY pre_import_done_at, id LIMIT 1",
 							state_sql_literal(MS_PRE_IMPORT_DONE));
@@ -80,7 +81,7 @@ candidate_query(Candidate kind)
 			 * 429s — and at the limit of 429s in a row an abort that
 			 * spends a retry.
 			 */
-			return psprintf("SELECT id, path FROM registry_migration.repositories r"
+			return psprintf("SELECT " REPOSITORY_COLUMNS " FROM registry_migration.repositories r"
 							" WHERE state = %s AND id <> ALL($1)"
 							"   AND " NOT_DENIED
 							"   AND NOT (r.consecutive_429s > 0"
@@ -90,7 +91,7 @@ candidate_query(Candidate kind)
 		case CANDIDATE_NEW:
 			break;
 	}
-	return psprintf("SELECT id, path FROM registry_migration.repositories r"
+	return psprintf("SELECT " REPOSITORY_COLUMNS " FROM registry_migration.repositories r"
 					" WHERE state = %s AND id <> ALL($1)"
 					"   AND ($2::timestamptz IS NULL OR created_at < $2)"
 					"   AND ($3::text[] IS NULL OR coalesce(plan, 'free') = ANY ($3))"
@@ -101,13 +102,13 @@ candidate_query(Candidate kind)
 
 bool
 candidate_next(Candidate kind, const MigrationSettings *s, const Handled *handled,
-			   int64 *id, char **path)
+			   Repository *repo)
 {
 	static SPIPlanPtr plans[3];
 	Oid			types[3] = {INT8ARRAYOID, TIMESTAMPTZOID, TEXTARRAYOID};
 	Datum		values[3];
 	char		nulls[3] = {' ', ' ', ' '};
-	bool		isnull;
+	MemoryContext caller_context;
 
 	values[0] = handled_array(handled);
 	values[1] = TimestampTzGetDatum(s->created_before);
@@ -124,9 +125,31 @@ candidate_next(Candidate kind, const MigrationSettings *s, const Handled *handle
 	spi_run(plans[kind], values, nulls, false, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return false;
-	*id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	*path = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	caller_context = MemoryContextSwitchTo(handled->memory);
+	repository_from_spi_row(repo);
+	MemoryContextSwitchTo(caller_context);
 	return true;
+}
+
+TimestampTz
+held_until(void)
+{
+	static SPIPlanPtr plan = NULL;
+	bool		isnull;
+	Datum		until;
+
+	if (plan == NULL)
+		spi_cached_plan(&plan,
+						psprintf("SELECT min(aborted_at) + interval '%s'"
+								 "  FROM registry_migration.repositories"
+								 " WHERE state = %s AND consecutive_429s > 0"
+								 "   AND aborted_at > clock_timestamp() - interval '%s'",
+								 NOT_READY_HOLD, state_sql_literal(MS_IMPORT_ABORTED),
+								 NOT_READY_HOLD),
+						0, NULL);
+	spi_run(plan, NULL, NULL, false, 1, SPI_OK_SELECT);
+	until = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? 0 : DatumGetTimestampTz(until);
 }
 
 int64

@@ -10,6 +10,7 @@
 #include "postgres.h"
 
 #include "store/settings.h"
+#include "store/state_machine.h"
 
 /* What one round of the enqueuer is about. */
 typedef enum Candidate
@@ -31,12 +32,19 @@ typedef struct Handled
 extern void handled_remember(Handled *handled, int64 id);
 
 /*
- * The next candidate of a kind not handled yet; false when there is none.
- * Aborted and new repositories whose root namespace is denied are passed
- * over. *path is allocated in the current memory context.
+ * The next candidate of a kind not handled yet, its row read without a
+ * lock; false when there is none. Aborted and new repositories whose root
+ * namespace is denied are passed over. The path is allocated in the
+ * memory of handled, which outlasts the cycle's commits.
  */
 extern bool candidate_next(Candidate kind, const MigrationSettings *settings,
-						   const Handled *handled, int64 *id, char **path);
+						   const Handled *handled, Repository *repo);
+
+/*
+ * When the first aborted repository held back after a "not ready" answer
+ * may be taken again; 0 when none is held.
+ */
+extern TimestampTz held_until(void);
 
 /* Repositories in process: each holds one slot of the capacity. */
 extern int64 count_in_process(void);

@@ -22,6 +22,7 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "utils/timestamp.h"
 
 #include "control/candidates.h"
 #include "control/changes.h"
@@ -41,6 +42,8 @@ typedef struct EnqueueContext
 	const MigrationSettings *settings;
 	CycleSummary *summary;
 	Candidate	candidate;
+	Repository	selected;		/* the candidate's row, as selected */
+	bool		fresh;			/* selected is the row to start from */
 	int64		id;
 	char	   *path;
 	HandleOutcome outcome;
@@ -49,9 +52,19 @@ typedef struct EnqueueContext
 	int			failed_in_a_row;	/* repositories passed over for a failed answer */
 } EnqueueContext;
 
+/*
+ * The candidate's row: as selected, unless it is to be read again (after a
+ * registry request, or a change in this cycle). A change made between the
+ * selection and the start is seen when the answer is applied.
+ */
 static bool
 read_candidate(EnqueueContext *ctx, MigrationState expected, Repository *repo)
 {
+	if (ctx->fresh)
+	{
+		*repo = ctx->selected;
+		return true;
+	}
 	return read_unchanged(ctx->id, ctx->path, expected, NULL, repo, ctx->summary);
 }
 
@@ -77,6 +90,8 @@ handle_aborted(EnqueueContext *ctx)
 		ctx->outcome = unavailable_outcome(&status);
 		return;
 	}
+	/* Read again after the status: a repository changed meanwhile gets no start. */
+	ctx->fresh = false;
 	if (!read_candidate(ctx, MS_IMPORT_ABORTED, &repo))
 		return;
 	ctx->outcome = retry_aborted(&repo, &status, ctx->settings, CAUSE_ENQUEUER, ctx->summary);
@@ -120,6 +135,9 @@ handle_new(EnqueueContext *ctx)
 
 	if (!count_tags(ctx, &tags))
 		return;
+	/* Read again after a tag list: a repository changed meanwhile gets no start. */
+	if (s->max_tags_count > 0)
+		ctx->fresh = false;
 	if (!read_candidate(ctx, MS_DEFAULT, &repo))
 		return;
 	if (tags > s->max_tags_count)
@@ -181,8 +199,11 @@ handle_isolated(EnqueueContext *ctx)
 static bool
 take_candidate(EnqueueContext *ctx, Candidate kind, Handled *handled)
 {
-	if (!candidate_next(kind, ctx->settings, handled, &ctx->id, &ctx->path))
+	if (!candidate_next(kind, ctx->settings, handled, &ctx->selected))
 		return false;
+	ctx->fresh = true;
+	ctx->id = ctx->selected.id;
+	ctx->path = ctx->selected.path;
 	ctx->candidate = kind;
 	handled_remember(handled, ctx->id);
 	return true;
@@ -203,6 +224,7 @@ handle_stops(EnqueueContext *ctx, StopReason *stop)
 	if (outcome == HANDLED_FINAL_IMPORT_DUE)
 	{
 		ctx->candidate = CANDIDATE_FINAL_IMPORT;
+		ctx->fresh = false;
 		ctx->final_list = SL_RETRIED;
 		outcome = handle_isolated(ctx);
 		ctx->final_list = SL_FINAL_IMPORTS;
@@ -309,5 +331,13 @@ enqueue_cycle_body(CycleSummary *summary)
 		summary->stopped = enqueue(&ctx, &handled);
 	if (summary->stopped == STOP_TOO_MANY_IMPORTS && backoff_pending(&summary->retry_after_until))
 		summary->has_retry_after = true;
+	/* The steps this cycle started become stale max_step_duration from now. */
+	if (summary->counts[SL_STARTED] + summary->counts[SL_FINAL_IMPORTS] +
+		summary->counts[SL_RETRIED] > 0)
+		summary->guard_due_at = GetCurrentTimestamp() +
+			(int64) (settings.max_step_duration_s * USECS_PER_SEC);
+	/* Free slots and nothing to take: the next one is a repository held back. */
+	if (summary->stopped == STOP_NOTHING_TO_DO)
+		summary->enqueue_due_at = held_until();
 	SPI_finish();
 }

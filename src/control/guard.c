@@ -284,7 +284,12 @@ guard_one(void *arg)
 		if (age_s > threshold_s)
 			cancel_long_running(ctx, threshold_s);
 		else
+		{
 			summary_left_alone(ctx->summary, stale->path, LA_RUNNING);
+			/* Looked at again as it becomes long-running. */
+			summary_due(&ctx->summary->guard_due_at,
+						stale->step_started + (int64) (threshold_s * USECS_PER_SEC));
+		}
 		return;
 	}
 	/* Anything else: the registry's status decides; "none"/"unknown" mean not running. */
@@ -322,6 +327,37 @@ ask_statuses(StaleRepository *stale, int count, MemoryContext cycle_memory)
 	MemoryContextSwitchTo(spi_memory);
 }
 
+/*
+ * When the oldest step in process that is not stale yet becomes stale; 0
+ * when there is none. (A stale step left running is due again when it
+ * becomes long-running, see guard_one.)
+ */
+static TimestampTz
+next_stale_at(const MigrationSettings *s)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {TIMESTAMPTZOID};
+	int64		max_step = (int64) (s->max_step_duration_s * USECS_PER_SEC);
+	Datum		values[1] = {TimestampTzGetDatum(GetCurrentTimestamp() - max_step)};
+	bool		isnull;
+	Datum		oldest;
+
+	if (plan == NULL)
+		spi_cached_plan(&plan,
+						psprintf("SELECT least("
+								 " (SELECT min(pre_import_started_at) FROM registry_migration.repositories"
+								 "   WHERE state = %s AND pre_import_started_at >= $1),"
+								 " (SELECT min(import_started_at) FROM registry_migration.repositories"
+								 "   WHERE state = %s AND import_started_at >= $1))",
+								 state_sql_literal(MS_PRE_IMPORTING),
+								 state_sql_literal(MS_IMPORTING)),
+						1, types);
+	/* Not read-only: the final imports this cycle started count too. */
+	spi_run(plan, values, NULL, false, 1, SPI_OK_SELECT);
+	oldest = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? 0 : DatumGetTimestampTz(oldest) + max_step;
+}
+
 void
 guard_cycle_body(CycleSummary *summary)
 {
@@ -355,5 +391,6 @@ guard_cycle_body(CycleSummary *summary)
 	}
 	/* Then the failure notifications held for confirmation (steps not yet stale). */
 	failure_reports_confirm(&settings, summary, cycle_memory);
+	summary_due(&summary->guard_due_at, next_stale_at(&settings));
 	SPI_finish();
 }

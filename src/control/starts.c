@@ -123,15 +123,15 @@ start_step(Repository *repo, bool final, const MigrationSettings *settings,
 	.detail = a.problem};
 
 	/*
-	 * The row is locked only now, with the answer in hand, so that a change
-	 * made meanwhile (a notification) wins before anything is written here.
+	 * Nothing was locked while the registry was asked. Each change below
+	 * writes the row only if nobody changed it meanwhile (a notification
+	 * wins); otherwise it locks the row and checks what changed.
+	 *
+	 * Any usable answer but a 429 ends a run of 429s; a failed answer does
+	 * not.
 	 */
-	if (a.answer != ANSWER_UNAVAILABLE)
-		repository_lock_unchanged(repo);
-
-	/* Any usable answer but a 429 ends a run of 429s; a failed answer does not. */
 	if (a.answer != ANSWER_TOO_MANY_IMPORTS && a.answer != ANSWER_NOT_READY &&
-		a.answer != ANSWER_UNAVAILABLE)
+		a.answer != ANSWER_UNAVAILABLE && repo->consecutive_429s != 0)
 		repository_set_consecutive_429s(repo, 0);
 
 	switch (a.answer)

@@ -88,6 +88,13 @@ summary_init(CycleSummary *summary, CycleKind kind)
 }
 
 void
+summary_due(TimestampTz *due, TimestampTz at)
+{
+	if (at != 0 && (*due == 0 || at < *due))
+		*due = at;
+}
+
+void
 summary_add(CycleSummary *summary, SummaryList list, const char *path, const char *detail)
 {
 	StringInfo	items = &summary->items[list];

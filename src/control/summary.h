@@ -80,10 +80,16 @@ typedef struct CycleSummary
 	TimestampTz retry_after_until;
 	int			counts[SL_COUNT];
 	int			left_alone_reasons[LA_COUNT];	/* the guard's breakdown */
+	/* For the worker's schedule; 0: none known. */
+	TimestampTz guard_due_at;	/* a step in process becomes stale or long-running */
+	TimestampTz enqueue_due_at; /* a repository held back may be taken again */
 	StringInfoData items[SL_COUNT]; /* JSON array elements, comma-separated */
 } CycleSummary;
 
 extern void summary_init(CycleSummary *summary, CycleKind kind);
+
+/* Keep the earlier of *due and at (0: none). */
+extern void summary_due(TimestampTz *due, TimestampTz at);
 
 /*
  * Add a repository to a list. detail is the reason (enqueuer's finished and

@@ -15,11 +15,6 @@
 #include "store/state_machine.h"
 #include "store/commit_signal.h"
 
-#define REPOSITORY_COLUMNS \
-	"id, path, state::text, pre_import_started_at, pre_import_done_at," \
-	" import_started_at, import_done_at, aborted_at, skipped_at, retries_count," \
-	" skipped_reason::text, aborted_in_state::text, consecutive_429s"
-
 /* Column numbers in REPOSITORY_COLUMNS; the six timestamps follow STATE. */
 enum
 {
@@ -30,7 +25,8 @@ enum
 	COL_RETRIES = COL_FIRST_TIME + 6,
 	COL_SKIPPED_REASON,
 	COL_ABORTED_IN_STATE,
-	COL_CONSECUTIVE_429S
+	COL_CONSECUTIVE_429S,
+	COL_XMIN
 };
 
 /* The six timestamp columns, in the order of REPOSITORY_COLUMNS. */
@@ -55,9 +51,8 @@ state_column(int colno)
 	return state;
 }
 
-/* Fill *repo from row 0 of SPI_tuptable. */
-static void
-repository_from_tuple(Repository *repo)
+void
+repository_from_spi_row(Repository *repo)
 {
 	HeapTuple	tuple = SPI_tuptable->vals[0];
 	TupleDesc	desc = SPI_tuptable->tupdesc;
@@ -85,6 +80,7 @@ repository_from_tuple(Repository *repo)
 	if (row->has_aborted_in_state)
 		row->aborted_in_state = state_column(COL_ABORTED_IN_STATE);
 	repo->consecutive_429s = DatumGetInt32(SPI_getbinval(tuple, desc, COL_CONSECUTIVE_429S, &isnull));
+	repo->xmin = DatumGetTransactionId(SPI_getbinval(tuple, desc, COL_XMIN, &isnull));
 }
 
 /*
@@ -105,7 +101,7 @@ read_by(SPIPlanPtr *plan, const char *key_column, Oid key_type, Datum key, bool 
 	spi_run(*plan, values, NULL, false, 1, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		return false;
-	repository_from_tuple(repo);
+	repository_from_spi_row(repo);
 	repo->locked = lock;
 	return true;
 }
@@ -182,27 +178,36 @@ repository_lock_unchanged(Repository *repo)
 	*repo = now;
 }
 
-static void
-store_row(const Repository *repo)
+/*
+ * Write the repository's row. Unless it is locked, only if it is still the
+ * version read (the same xmin): true when the row was written, and is now
+ * locked. A change made meanwhile, even one that left the migration state
+ * as it was, makes it write nothing.
+ */
+static bool
+store_row(Repository *repo)
 {
-	static SPIPlanPtr plan = NULL;
-	Oid			types[11] = {INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+	static SPIPlanPtr plans[2];
+	bool		guarded = !repo->locked;
+	Oid			types[12] = {INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
 		TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
-	INT4OID, TEXTOID, TEXTOID};
-	Datum		values[11];
-	char		nulls[11];
+	INT4OID, TEXTOID, TEXTOID, XIDOID};
+	Datum		values[12];
+	char		nulls[12];
 	RepositoryRow row = repo->row;
 
-	spi_cached_plan(&plan,
-					"UPDATE registry_migration.repositories SET"
-					" state = $2::registry_migration.migration_state,"
-					" pre_import_started_at = $3, pre_import_done_at = $4,"
-					" import_started_at = $5, import_done_at = $6,"
-					" aborted_at = $7, skipped_at = $8, retries_count = $9,"
-					" skipped_reason = $10::registry_migration.skip_reason,"
-					" aborted_in_state = $11::registry_migration.migration_state"
-					" WHERE id = $1",
-					11, types);
+	if (plans[guarded] == NULL)
+		spi_cached_plan(&plans[guarded],
+						psprintf("UPDATE registry_migration.repositories SET"
+								 " state = $2::registry_migration.migration_state,"
+								 " pre_import_started_at = $3, pre_import_done_at = $4,"
+								 " import_started_at = $5, import_done_at = $6,"
+								 " aborted_at = $7, skipped_at = $8, retries_count = $9,"
+								 " skipped_reason = $10::registry_migration.skip_reason,"
+								 " aborted_in_state = $11::registry_migration.migration_state"
+								 " WHERE id = $1%s",
+								 guarded ? " AND xmin = $12" : ""),
+						guarded ? 12 : 11, types);
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = Int64GetDatum(repo->id);
 	values[1] = CStringGetTextDatum(migration_state_name(row.state));
@@ -218,7 +223,48 @@ store_row(const Repository *repo)
 	values[10] = row.has_aborted_in_state ?
 		CStringGetTextDatum(migration_state_name(row.aborted_in_state)) : (Datum) 0;
 	nulls[10] = row.has_aborted_in_state ? ' ' : 'n';
-	spi_run(plan, values, nulls, false, 0, SPI_OK_UPDATE);
+	values[11] = TransactionIdGetDatum(repo->xmin);
+	spi_run(plans[guarded], values, nulls, false, 0, SPI_OK_UPDATE);
+	if (SPI_processed == 0)
+		return false;
+	repo->locked = true;
+	return true;
+}
+
+/* Write the changed row and one event per step of the change. */
+static bool
+store_change(Repository *repo, const TransitionOutcome *outcome, const EventNote *note,
+			 TimestampTz now)
+{
+	if (!store_row(repo))
+		return false;
+	/* A finished step frees a slot or calls for a final import: wake the worker. */
+	if (repo->row.state == MS_PRE_IMPORT_DONE || repo->row.state == MS_IMPORT_DONE ||
+		repo->row.state == MS_IMPORT_ABORTED || repo->row.state == MS_IMPORT_SKIPPED)
+		commit_signal_raise();
+	for (int i = 0; i < outcome->nsteps; i++)
+		event_log_write(repo->id, repo->path, &outcome->steps[i], note, now);
+	return true;
+}
+
+/*
+ * A row read without a lock is changed in one statement when it is still
+ * the version read: the change costs no statement to lock it first. False
+ * when it was not written (changed meanwhile, or the event is refused),
+ * with *repo as it was: the caller takes the locked way, which sees why.
+ */
+static bool
+apply_unlocked(Repository *repo, const TransitionRequest *request, const EventNote *note,
+			   const MigrationSettings *settings, TransitionOutcome *outcome)
+{
+	Repository	changed = *repo;
+	TimestampTz now = GetCurrentTimestamp();
+
+	*outcome = transition_apply(&changed.row, request, settings->max_retries, now);
+	if (!outcome->allowed || !store_change(&changed, outcome, note, now))
+		return false;
+	*repo = changed;
+	return true;
 }
 
 TransitionOutcome
@@ -228,20 +274,14 @@ repository_apply(Repository *repo, const TransitionRequest *request, const Event
 	TimestampTz now;
 	TransitionOutcome outcome;
 
+	if (!repo->locked && apply_unlocked(repo, request, note, settings, &outcome))
+		return outcome;
 	repository_lock_unchanged(repo);
 	/* The time of the change itself (clock_timestamp()), not of the transaction. */
 	now = GetCurrentTimestamp();
 	outcome = transition_apply(&repo->row, request, settings->max_retries, now);
-	if (!outcome.allowed)
-		return outcome;
-
-	store_row(repo);
-	/* A finished step frees a slot or calls for a final import: wake the worker. */
-	if (repo->row.state == MS_PRE_IMPORT_DONE || repo->row.state == MS_IMPORT_DONE ||
-		repo->row.state == MS_IMPORT_ABORTED || repo->row.state == MS_IMPORT_SKIPPED)
-		commit_signal_raise();
-	for (int i = 0; i < outcome.nsteps; i++)
-		event_log_write(repo->id, repo->path, &outcome.steps[i], note, now);
+	if (outcome.allowed)
+		(void) store_change(repo, &outcome, note, now);
 	return outcome;
 }
 

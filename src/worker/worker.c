@@ -1,7 +1,9 @@
 /*
  * worker.c — the background worker: runs the enqueuer every
  * enqueue_interval (and at once when a committed change freed a slot), the
- * guard every guard_interval, in registry_migration.database.
+ * guard every guard_interval, and each as soon as it has work due (a step
+ * becoming stale, a repository no longer held back), in
+ * registry_migration.database.
  *
  * Connecting (worker_connect.c), checking the role (worker_grants.c) and
  * sleeping (worker_wait.c) live beside it; this file is the main loop and
@@ -96,6 +98,13 @@ record_error(CycleKind kind)
 	FreeErrorData(error);
 }
 
+/* When the cycle just run has work due next; 0: none known. */
+typedef struct CycleDue
+{
+	TimestampTz guard;
+	TimestampTz enqueue;
+} CycleDue;
+
 /* Whether a cycle ended repositories' steps, and so may have freed slots. */
 static bool
 freed_slots(const CycleSummary *summary)
@@ -112,7 +121,7 @@ freed_slots(const CycleSummary *summary)
  * by its summary when it ran to its end (committed), else as an error.
  */
 static bool
-run_worker_cycle(CycleKind kind, MemoryContext cycle_memory)
+run_worker_cycle(CycleKind kind, MemoryContext cycle_memory, CycleDue *due)
 {
 	void		(*body) (CycleSummary *) = kind == CYCLE_GUARD ? guard_cycle_body : enqueue_cycle_body;
 	const char *name = kind == CYCLE_GUARD ? "guard cycle" : "enqueue cycle";
@@ -121,6 +130,7 @@ run_worker_cycle(CycleKind kind, MemoryContext cycle_memory)
 	volatile bool changed = false;
 	volatile bool completed = false;
 
+	due->guard = due->enqueue = 0;
 	worker_shared_set_activity(name);
 	pgstat_report_activity(STATE_RUNNING, name);
 	PG_TRY();
@@ -135,6 +145,8 @@ run_worker_cycle(CycleKind kind, MemoryContext cycle_memory)
 		run_cycle(kind, body, &summary, CYCLE_COMMITS_WORKER);
 		record_cycle(kind, started, &summary);
 		changed = freed_slots(&summary);
+		due->guard = summary.guard_due_at;
+		due->enqueue = summary.enqueue_due_at;
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 		completed = true;
@@ -159,6 +171,25 @@ static TimestampTz
 ms_from_now(int ms)
 {
 	return TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+}
+
+/*
+ * A cycle also runs as soon as it has work due, rather than up to an
+ * interval later: the guard when a step in process becomes stale or
+ * long-running (a step whose notification was lost holds its slot only for
+ * max_step_duration), the enqueuer when a repository it held back may be
+ * taken again. Never sooner than DUE_MIN_GAP_MS from now, so that work
+ * falling due one piece after the other is done together.
+ */
+#define DUE_MIN_GAP_MS 100
+
+static TimestampTz
+earlier_if_due(TimestampTz next, TimestampTz due)
+{
+	if (due == 0)
+		return next;
+	/* Just past the moment: the cycles take what is older than their thresholds. */
+	return Min(next, Max(TimestampTzPlusMilliseconds(due, 1), ms_from_now(DUE_MIN_GAP_MS)));
 }
 
 void
@@ -187,6 +218,7 @@ registry_migration_worker_main(Datum arg)
 		bool		reloaded;
 		bool		woken;
 		bool		guard_wanted;
+		CycleDue	due;
 
 		woken = worker_wait(Min(ms_until(next_guard), ms_until(next_enqueue)), &reloaded);
 		if (reloaded)
@@ -207,13 +239,16 @@ registry_migration_worker_main(Datum arg)
 		if (guard_wanted || GetCurrentTimestamp() >= next_guard)
 		{
 			next_guard = ms_from_now(rm_guard_interval_ms);
-			if (run_worker_cycle(CYCLE_GUARD, cycle_memory))
+			if (run_worker_cycle(CYCLE_GUARD, cycle_memory, &due))
 				woken = true;	/* slots may have been freed */
+			next_guard = earlier_if_due(next_guard, due.guard);
 		}
 		if (woken || GetCurrentTimestamp() >= next_enqueue)
 		{
 			next_enqueue = ms_from_now(rm_enqueue_interval_ms);
-			run_worker_cycle(CYCLE_ENQUEUER, cycle_memory);
+			run_worker_cycle(CYCLE_ENQUEUER, cycle_memory, &due);
+			next_guard = earlier_if_due(next_guard, due.guard);
+			next_enqueue = earlier_if_due(next_enqueue, due.enqueue);
 		}
 		worker_shared_set_activity("waiting");
 	}

@@ -254,6 +254,60 @@ ok($wnode->poll_query_until('postgres', q{SELECT count(*) = 1 FROM registry_migr
 	WHERE path = 'worker/late' AND event = 'failure_dismissed' AND cause = 'guard'}),
 	'... the worker confirms it: the registry runs the retry, the report is dismissed');
 is(repo($p)->{state} . ' ' . repo($p)->{retries_count}, 'pre_importing 1', '... the retry goes on');
+$wsim->stop;
+$wnode->stop;
 section_time('worker', $t);
+
+# ---- the worker looks at a step as soon as it is stale ------------------------------------
+
+# Its periodic guard is an hour away and no notification arrives (this
+# simulator sends none): only looking at a step when it becomes stale can
+# finish the migration of this repository.
+$t = time();
+my $ssim = RegistrySimulator->new(pre_import_seconds => 0.1, import_seconds => 0.1);
+my $snode = start_node('stale_worker', sim => $ssim, conf => [
+	"shared_preload_libraries = 'registry_migration'",
+	"registry_migration.database = 'postgres'",
+	"registry_migration.guard_interval = '1h'",
+	"registry_migration.enqueue_interval = '1h'" ]);
+$p = 'worker/stale';
+$ssim->add_repositories({ path => $p });
+db_add($p);
+settings(enabled => 'true', capacity => 5, max_tags_count => 0, max_step_duration => "'2 s'");
+ok($snode->poll_query_until('postgres', q{SELECT state = 'import_done' FROM registry_migration.repositories
+	WHERE path = 'worker/stale'}), 'notifications lost, guard an hour away: the repository is imported');
+is($snode->safe_psql('postgres', q{SELECT string_agg(format('%s:%s', cause, event), ' ' ORDER BY id)
+	FROM registry_migration.events WHERE path = 'worker/stale'}),
+	'enqueuer:start_pre_import guard:finish_pre_import guard:start_import guard:finish_import',
+	'... each step found finished by the guard');
+is($snode->safe_psql('postgres', q{SELECT bool_and(e.at - s.at >= interval '2 s')
+	FROM registry_migration.events e
+	JOIN LATERAL (SELECT at FROM registry_migration.events s WHERE s.path = e.path
+	               AND s.event IN ('start_pre_import', 'start_import') AND s.id < e.id
+	             ORDER BY s.id DESC LIMIT 1) s ON true
+	WHERE e.path = 'worker/stale' AND e.event LIKE 'finish_%'}), 't',
+	'... once its step had lasted max_step_duration, not before');
+
+# A hung pre-import: the guard cancels it as soon as it is long-running, and
+# the enqueuer retries it as soon as it is no longer held back for the
+# registry's cool-down; both cycles are an hour apart otherwise.
+$p = 'worker/hung';
+$ssim->add_repositories({ path => $p, pre_import_outcomes => [qw(hang complete)] });
+db_add($p);
+settings(pre_import_timeout => "'3 s'");
+ok($snode->poll_query_until('postgres', q{SELECT state = 'import_done' FROM registry_migration.repositories
+	WHERE path = 'worker/hung'}), 'a hung pre-import, cycles an hour apart: the repository is imported');
+is($snode->safe_psql('postgres', q{SELECT string_agg(format('%s:%s', cause, event), ' ' ORDER BY id)
+	FROM registry_migration.events WHERE path = 'worker/hung'}),
+	'enqueuer:start_pre_import guard:abort enqueuer:start_pre_import guard:finish_pre_import '
+	  . 'guard:start_import guard:finish_import',
+	'... canceled and aborted by the guard, retried by the enqueuer');
+is($snode->safe_psql('postgres', q{SELECT string_agg(format('%s %s', event, at - lag >= CASE event
+	       WHEN 'abort' THEN interval '3 s' ELSE interval '6 s' END), ', ' ORDER BY id)
+	FROM (SELECT id, at, event, lag(at) OVER (ORDER BY id) FROM registry_migration.events
+	       WHERE path = 'worker/hung') e WHERE event IN ('abort', 'start_pre_import') AND lag IS NOT NULL}),
+	'abort t, start_pre_import t',
+	'... not before it had lasted pre_import_timeout (3 s), nor before its hold had passed (6 s)');
+section_time('stale', $t);
 
 end_test();

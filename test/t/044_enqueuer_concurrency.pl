@@ -71,6 +71,29 @@ ok(!(grep { @{ $s->{$_} } } qw(final_imports retried started finished skipped ab
 is_deeply(sent(), [ 'GET status race/ab', 'GET tags race/new n=6' ], '... no start sent');
 is(state_of('race/ab') . ' ' . state_of('race/new'), 'default import_skipped', '... the changes made meanwhile stand');
 
+# A change meanwhile that leaves the migration state as it was (here the
+# plan) does not drop the registry's answer: the start it accepted is
+# recorded, and the change stands too. race/plan429 also ends its run of
+# 429s with that answer.
+fresh();
+$sim->add_repositories({ path => 'race/plan' }, { path => 'race/plan429' });
+db_add('race/plan', created_at => "'2020-01-01'");
+db_add('race/plan429', created_at => "'2020-01-02'", consecutive_429s => 2);
+$sim->set_faults(fault({ kind => 'start' }, { type => 'delay', ms => 1000 }));
+$sim->clear_requests;
+($racer, $racer_out) = psql_bg('SELECT registry_migration.run_enqueuer()');
+wait_in_flight('start');
+sql(q{UPDATE registry_migration.repositories SET plan = 'gold' WHERE path LIKE 'race/%'});
+$racer->finish;
+$s = $json->decode(slurp_file($racer_out));
+is_deeply([ $s->{started}, $s->{errors} ], [ [ 'race/plan', 'race/plan429' ], [] ],
+	'repositories whose plan changed while their start was out: both started, no error');
+is(sql(q{SELECT string_agg(path || ' ' || state || ' ' || plan || ' ' || consecutive_429s, ', ' ORDER BY path)
+	FROM registry_migration.repositories}), 'race/plan pre_importing gold 0, race/plan429 pre_importing gold 0',
+	'... recorded as pre_importing, with the new plan, and the run of 429s ended');
+is(sql(q{SELECT string_agg(path || ' ' || event, ', ' ORDER BY id) FROM registry_migration.events}),
+	'race/plan start_pre_import, race/plan429 start_pre_import', '... and each start in the event log');
+
 # Capacity holds while several sessions run cycles at once.
 sub run_concurrent_cycles
 {
