@@ -17,6 +17,7 @@
 #include "catalog/pg_type_d.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
@@ -76,7 +77,7 @@ count_rows(Tuplestorestate *rows, TupleDesc desc, int sign, StateDeltas *d)
 
 	if (state_column <= 0)
 		elog(ERROR, "repositories has no column \"state\"");
-	tuplestore_select_read_pointer(rows, tuplestore_alloc_read_pointer(rows, 0));
+	tuplestore_select_read_pointer(rows, tuplestore_alloc_read_pointer(rows, EXEC_FLAG_REWIND));
 	tuplestore_rescan(rows);
 	while (tuplestore_gettupleslot(rows, true, false, slot))
 	{
