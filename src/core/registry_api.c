@@ -160,17 +160,6 @@ classify_start(long code)
 	return ANSWER_REFUSED;
 }
 
-AnswerClass
-classify_start_429(const char *body, size_t len)
-{
-	char		code[REGISTRY_STATUS_MAX + 1];
-
-	if (body != NULL && json_first_error_code(body, len, code) &&
-		strcmp(code, REGISTRY_CODE_NOT_READY) == 0)
-		return ANSWER_NOT_READY;
-	return ANSWER_TOO_MANY_IMPORTS;
-}
-
 static const char *const counter_names[ANSWER_COUNTERS] = {
 	[COUNT_OK] = "ok",
 	[COUNT_ACCEPTED] = "accepted",
@@ -192,9 +181,8 @@ answer_counter_name(AnswerCounter counter)
 	return (unsigned) counter < ANSWER_COUNTERS ? counter_names[counter] : "?";
 }
 
-/* A 429 to a start, by the error code its body names. */
-static AnswerCounter
-count_429(const char *body, size_t len)
+AnswerCounter
+start_429_counter(const char *body, size_t len)
 {
 	char		code[REGISTRY_STATUS_MAX + 1];
 
@@ -207,8 +195,14 @@ count_429(const char *body, size_t len)
 	return COUNT_429_OTHER_CODE;
 }
 
+AnswerClass
+start_429_class(AnswerCounter counter)
+{
+	return counter == COUNT_429_NOT_READY ? ANSWER_NOT_READY : ANSWER_TOO_MANY_IMPORTS;
+}
+
 AnswerCounter
-answer_counter(AnswerClass answer, bool registry_down, const char *body, size_t len)
+answer_counter(AnswerClass answer, bool registry_down, AnswerCounter counter_429)
 {
 	switch (answer)
 	{
@@ -224,7 +218,7 @@ answer_counter(AnswerClass answer, bool registry_down, const char *body, size_t 
 			return COUNT_NOT_FOUND;
 		case ANSWER_TOO_MANY_IMPORTS:
 		case ANSWER_NOT_READY:
-			return count_429(body, len);
+			return counter_429;
 		case ANSWER_UNAVAILABLE:
 			return registry_down ? COUNT_DOWN : COUNT_FAILED;
 		case ANSWER_REFUSED:

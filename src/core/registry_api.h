@@ -74,13 +74,6 @@ extern bool start_answer_lost(bool registry_down, long http_status);
 /* The error code of a 429 that concerns one repository, not the registry. */
 #define REGISTRY_CODE_NOT_READY "IMPORT_REPOSITORY_NOT_READY"
 
-/*
- * Refine a 429 to a start by the error code of its body (the registry's
- * error envelope): ANSWER_NOT_READY for REGISTRY_CODE_NOT_READY (the
- * cool-down after a canceled pre-import), ANSWER_TOO_MANY_IMPORTS for any
- * other code, no code, or a body that cannot be read.
- */
-extern AnswerClass classify_start_429(const char *body, size_t len);
 
 /*
  * The classes the worker counts the registry's answers in: an AnswerClass,
@@ -110,11 +103,26 @@ typedef enum AnswerCounter
 #define REGISTRY_CODE_RATE_LIMIT "IMPORT_RATE_LIMIT"
 
 /*
- * Which counter an answer of this class goes to; body (len bytes, may be
- * NULL) is read only for a 429 to a start.
+ * A 429 to a start, by the error code of its body (the registry's error
+ * envelope; len bytes, may be NULL): one of the COUNT_429_* counters. The
+ * body is read once, for both the class and the counter.
+ */
+extern AnswerCounter start_429_counter(const char *body, size_t len);
+
+/*
+ * The class of a 429 to a start, from its counter: ANSWER_NOT_READY for
+ * REGISTRY_CODE_NOT_READY (the cool-down after a canceled pre-import),
+ * ANSWER_TOO_MANY_IMPORTS for any other code, no code, or a body that
+ * cannot be read.
+ */
+extern AnswerClass start_429_class(AnswerCounter counter);
+
+/*
+ * Which counter an answer of this class goes to; counter_429 is the
+ * start_429_counter() of a 429 to a start, used only for those.
  */
 extern AnswerCounter answer_counter(AnswerClass answer, bool registry_down,
-									const char *body, size_t len);
+									AnswerCounter counter_429);
 
 /* The counter's name in worker_status.answers. */
 extern const char *answer_counter_name(AnswerCounter counter);

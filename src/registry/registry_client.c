@@ -165,6 +165,7 @@ static RegistryAnswer
 interpret(RegistryCall call, const HttpTransfer *t)
 {
 	RegistryAnswer a = {0};
+	AnswerCounter counter_429 = COUNT_429_NO_CODE;
 
 	a.answer = classify_answer(call, t->answered, t->http_status);
 	a.registry_down = a.answer == ANSWER_UNAVAILABLE && t->never_connected;
@@ -172,7 +173,10 @@ interpret(RegistryCall call, const HttpTransfer *t)
 	a.tags = -1;
 	/* A 429 about this repository alone: its Retry-After is not registry-wide. */
 	if (a.answer == ANSWER_TOO_MANY_IMPORTS)
-		a.answer = classify_start_429(t->body, t->body_len);
+	{
+		counter_429 = start_429_counter(t->body, t->body_len);
+		a.answer = start_429_class(counter_429);
+	}
 	a.problem = describe(t, a.answer);
 	if (a.answer == ANSWER_TOO_MANY_IMPORTS)
 		read_retry_after(t, &a);
@@ -190,7 +194,7 @@ interpret(RegistryCall call, const HttpTransfer *t)
 		}
 	}
 	if (registry_answer_hook)
-		registry_answer_hook(answer_counter(a.answer, a.registry_down, t->body, t->body_len));
+		registry_answer_hook(answer_counter(a.answer, a.registry_down, counter_429));
 	return a;
 }
 

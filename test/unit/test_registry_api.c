@@ -173,7 +173,7 @@ test_classification(void)
 static void
 check_429(const char *body, AnswerClass want)
 {
-	CHECK_STR_EQ(answer_class_name(classify_start_429(body, body ? strlen(body) : 0)),
+	CHECK_STR_EQ(answer_class_name(start_429_class(start_429_counter(body, body ? strlen(body) : 0))),
 				 answer_class_name(want), "429 with %s", body ? body : "no body");
 }
 
@@ -198,7 +198,8 @@ test_start_429(void)
 static void
 check_counter(AnswerClass answer, bool down, const char *body, const char *want)
 {
-	CHECK_STR_EQ(answer_counter_name(answer_counter(answer, down, body, body ? strlen(body) : 0)),
+	CHECK_STR_EQ(answer_counter_name(answer_counter(answer, down,
+												   start_429_counter(body, body ? strlen(body) : 0))),
 				 want, "counter of %s%s with %s", answer_class_name(answer),
 				 down ? " (down)" : "", body ? body : "no body");
 }
