@@ -232,6 +232,11 @@ class Cluster:
     def query(self, sql):
         return [line.split("|") for line in self.psql(sql).stdout.splitlines() if line]
 
+    def worker_kills_logged(self):
+        """How many times the server log says the worker died of SIGKILL."""
+        with open(self.logfile, errors="replace") as f:
+            return len(re.findall(r"registry_migration worker.*terminated by signal 9", f.read()))
+
     def worker_pid(self):
         try:
             rows = self.query("SELECT pid FROM pg_stat_activity "
@@ -603,7 +608,15 @@ SELECT pg_reload_conf();
         if pid is None:
             log("    (no worker to kill: it is restarting)")
             return False
+        logged = self.cluster.worker_kills_logged()
         os.kill(pid, signal.SIGKILL)
+        # The postmaster logs the kill when it reaps the worker. Wait for
+        # that before anything else is injected: an immediate shutdown
+        # right after the kill (two faults due in the same round) would
+        # end the postmaster before it logs it.
+        deadline = time.time() + 10
+        while self.cluster.worker_kills_logged() == logged and time.time() < deadline:
+            time.sleep(0.05)
         return True
 
     def restart_server(self):
@@ -816,7 +829,7 @@ SELECT r.path FROM registry_migration.repositories r
     # The server log: only the crashes the driver caused.
     with open(c.logfile, errors="replace") as f:
         server_log = f.read()
-    kills = len(re.findall(r"registry_migration worker.*terminated by signal 9", server_log))
+    kills = c.worker_kills_logged()
     if kills != run.injected["worker SIGKILL"]:
         checker.fail("worker SIGKILLs in the server log differ from those sent",
                      f"{kills} in the log, {run.injected['worker SIGKILL']} sent")
