@@ -309,6 +309,41 @@ class UrlTemplate:
             raise Answer(400, "invalid", error="the path is not UTF-8") from None
 
 
+class KeepAlive:
+    """The connections kept open between requests, so that a stop closes
+    them at once instead of waiting for their clients' next request."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.waiting = set()
+        self.stopping = False
+
+    def next_request(self, handler):
+        """True once the client has sent the start of its next request; False
+        when it closed the connection, sent nothing within the handler's
+        timeout, or the receiver stops."""
+        connection = handler.connection
+        with self.lock:
+            if self.stopping:
+                return False
+            self.waiting.add(connection)
+        try:
+            return bool(handler.rfile.peek(1))
+        except OSError:     # the timeout among them
+            return False
+        finally:
+            with self.lock:
+                self.waiting.discard(connection)
+
+    def stop(self):
+        with self.lock:
+            self.stopping = True
+            for connection in self.waiting:
+                # Wakes the thread reading it with an end of file.
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RD)
+
+
 class Receiver:
     """What the request handler needs, built once from the options."""
 
@@ -320,6 +355,7 @@ class Receiver:
         self.log = log
         self.max_body = max_body
         self.request_timeout = request_timeout
+        self.keep_alive = KeepAlive()
 
 
 def handler_for(receiver):
@@ -327,16 +363,27 @@ def handler_for(receiver):
         protocol_version = "HTTP/1.1"
         server_version = "registry-notification-receiver"
         sys_version = ""
-        timeout = receiver.request_timeout   # a client that stalls is dropped
+        # A client that stalls in a request, or sends no next one on a kept
+        # connection, is dropped.
+        timeout = receiver.request_timeout
+        # An answer is written as its head, then its body: with Nagle's
+        # algorithm, the body of the second answer on a kept connection would
+        # wait for the client's delayed acknowledgement of the head (~40 ms).
+        disable_nagle_algorithm = True
 
-        def setup(self):
-            super().setup()
-            self.body_read = False
+        def handle(self):
+            # The registry sends its notifications one after another; a
+            # connection (and a thread) each cost more than handling one, so
+            # HTTP/1.1 clients keep theirs until they close it, go quiet for
+            # the request timeout, or the receiver stops.
+            self.handle_one_request()
+            while not self.close_connection and receiver.keep_alive.next_request(self):
+                self.handle_one_request()
 
         # Every request: route, answer, log one line.
         def serve(self):
             started = time.monotonic()
-            self.close_connection = True   # one request per connection: a clean stop
+            self.body_read = False
             entry = {"method": self.command, "path": self.path, "client": self.client_address[0],
                      "sqlstate": None, "attempts": 0}
             try:
@@ -434,7 +481,8 @@ def handler_for(receiver):
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
-                self.send_header("Connection", "close")
+                if not self.may_keep_connection():
+                    self.send_header("Connection", "close")   # also ends handle()'s loop
                 if code == 405:
                     self.send_header("Allow", self.allow)
                 self.end_headers()
@@ -445,6 +493,16 @@ def handler_for(receiver):
                 return True
             except OSError:
                 return False
+
+        def may_keep_connection(self):
+            """Whether the connection can carry another request: the client
+            wants that, the receiver does not stop, and the whole request was
+            read (an unread body would be taken for the next request)."""
+            if self.close_connection or receiver.keep_alive.stopping:
+                return False
+            if self.body_read or self.headers.get("Transfer-Encoding"):
+                return self.body_read
+            return (self.headers.get("Content-Length") or "0").strip() == "0"
 
         def discard_unread(self):
             """Reads the body of a request refused before its body was read:
@@ -581,7 +639,7 @@ def options(argv):
     add("--max-body-bytes", type=positive(int), default=65536,
         help="larger bodies are refused with 413 (default 65536)")
     add("--request-timeout", type=positive(float), default=10.0,
-        help="seconds a client may take to send its request (default 10)")
+        help="seconds a client may take to send its request, or its next one on a kept connection (default 10)")
     add("--log", metavar="FILE", help="append the JSON request log here (default: standard error)")
     args = parser.parse_args(argv)
     try:
@@ -618,7 +676,10 @@ def main(argv=None):
 
     def stop(signum, frame):
         # shutdown() waits for serve_forever() to return: not from its thread.
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        def stop_serving():
+            receiver.keep_alive.stop()
+            server.shutdown()
+        threading.Thread(target=stop_serving, daemon=True).start()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
 

@@ -5,6 +5,8 @@
 #   $sim->configure(notify_url => $receiver->notify_url, notify_secret => 's3cret');
 #   my $r = $receiver->notify('group/image', 'import_complete');   # HTTP::Tiny answer
 #   $receiver->health;  $receiver->log_lines;  $receiver->stop;
+#   my $c = $receiver->open_connection;       # requests one after another on it
+#   my ($code, $headers) = $receiver->notify_on($c, 'group/image', 'import_complete');
 #
 # Options: secret (required), secret_via ('file', the default; 'env'; or
 # 'args' when args carry the --secret-file option),
@@ -22,6 +24,8 @@ use File::Basename qw(dirname);
 use File::Spec;
 use File::Temp qw(tempdir);
 use HTTP::Tiny;
+use IO::Select;
+use IO::Socket::INET;
 use JSON::PP;
 use POSIX qw(WNOHANG _exit);
 use Time::HiRes qw(time sleep);
@@ -128,6 +132,70 @@ sub notify
 
 sub health { return $_[0]->request('GET', '/health') }
 
+# A connection of its own, for notifications sent one after another on it, as
+# an HTTP/1.1 client such as the registry sends them.
+sub open_connection
+{
+	my ($self) = @_;
+	return IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $self->{port}, Timeout => 30)
+	  // croak "connect to the receiver: $!";
+}
+
+# notify() on a connection of open_connection(): (HTTP status, lower-cased
+# header names => values, body); the status is 0 when the connection ended
+# without an answer.
+sub notify_on
+{
+	my ($self, $socket, $path, $status, %o) = @_;
+	my $secret = exists $o{secret} ? $o{secret} : $self->{secret};
+	my $body = $o{body} // $json->encode({ name => (split m{/}, $path)[-1], path => $path,
+		status => $status, detail => '' });
+	my $head = "PUT /notify/$path HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+	  . "Content-Type: application/json\r\nContent-Length: " . length($body) . "\r\n"
+	  . (defined $secret ? "Authorization: $secret\r\n" : '') . "\r\n";
+	syswrite($socket, $head . $body) // return (0, {}, '');
+	return read_answer($socket);
+}
+
+sub read_answer
+{
+	my ($socket) = @_;
+	my $data = '';
+	my $chunk = sub { can_read($socket, 60) && sysread($socket, $data, 65536, length $data) };
+	until ($data =~ /\r\n\r\n/)
+	{
+		$chunk->() or return (0, {}, '');
+	}
+	my ($head, $rest) = split /\r\n\r\n/, $data, 2;
+	my ($first, @lines) = split /\r\n/, $head;
+	my %headers = map { my ($k, $v) = split /:\s*/, $_, 2; (lc $k => $v) } @lines;
+	my $length = $headers{'content-length'} // 0;
+	while (length($rest) < $length)
+	{
+		$data = $rest;
+		$chunk->() or last;
+		$rest = $data;
+	}
+	my ($code) = $first =~ m{^HTTP/1\.\d (\d{3})};
+	return ($code // 0, \%headers, substr($rest, 0, $length));
+}
+
+sub can_read { return scalar IO::Select->new($_[0])->can_read($_[1]) }
+
+# Whether the other end closes the connection within that many seconds.
+sub closed_within
+{
+	my ($socket, $seconds) = @_;
+	my $deadline = time() + $seconds;
+	while ((my $left = $deadline - time()) > 0)
+	{
+		next unless can_read($socket, $left);
+		my $n = sysread($socket, my $ignored, 4096);
+		return 1 if !$n;    # end of file, or the connection reset
+	}
+	return 0;
+}
+
 # notify() from a child process, so that several can wait at once; returns a
 # handle for answer_of().
 my $async_count = 0;
@@ -172,13 +240,25 @@ sub log_lines
 }
 
 # SIGTERM, then waits: the exit status (undef when it was not running).
+# With a time limit, a receiver still running after it is killed, and -1
+# returned.
 sub stop
 {
-	my ($self) = @_;
+	my ($self, $limit) = @_;
 	return undef unless $self->{owner} == $$;
 	my $pid = delete $self->{pid} or return undef;
 	kill 'TERM', $pid;
-	waitpid($pid, 0);
+	my $deadline = time() + ($limit // 0);
+	while (waitpid($pid, $limit ? WNOHANG : 0) != $pid)
+	{
+		if (time() >= $deadline)
+		{
+			kill 'KILL', $pid;
+			waitpid($pid, 0);
+			return -1;
+		}
+		sleep 0.05;
+	}
 	return $? >> 8;
 }
 

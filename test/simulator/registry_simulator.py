@@ -623,13 +623,14 @@ class Notifier:
         self.counts[outcome] += 1
 
     def work(self):
+        kept = {}   # this thread's open connections, by receiver address
         while True:
             with self.lock:
                 while not self.queue:
                     self.lock.wait()
                 epoch, entry, secret = self.queue.popleft()
             if epoch == self.epoch:
-                outcome, fields = deliver(entry, secret, self.timeout)
+                outcome, fields = deliver(entry, secret, self.timeout, kept)
                 with self.lock:
                     if epoch == self.epoch:
                         self.record(entry, outcome, **fields)
@@ -676,38 +677,58 @@ def notification_url(base, path):
     return urllib.parse.urlunsplit(parts._replace(path=full_path))
 
 
-def deliver(entry, secret, timeout):
-    """One PUT attempt; returns (outcome, fields for the log)."""
+def deliver(entry, secret, timeout, kept):
+    """One PUT; returns (outcome, fields for the log). Like an HTTP client
+    (the registry's included), a sender keeps its connection for the next
+    notification; when the receiver had meanwhile closed it, so that it
+    carried nothing, the PUT goes again on a new one."""
     parts = urllib.parse.urlsplit(entry["url"])
-    body = json.dumps({key: entry[key] for key in ("name", "path", "status", "detail")})
-    headers = {"Content-Type": "application/json",
-               "User-Agent": f"registry-simulator/{VERSION}", "Connection": "close"}
+    if parts.scheme not in ("http", "https"):
+        return "failed", {"error": f"unsupported scheme {parts.scheme!r}"}
+    body = json.dumps({key: entry[key] for key in ("name", "path", "status", "detail")}).encode()
+    headers = {"Content-Type": "application/json", "User-Agent": f"registry-simulator/{VERSION}"}
     if secret is not None:
         headers["Authorization"] = secret
     target = parts.path + (f"?{parts.query}" if parts.query else "")
+    address = (parts.scheme, parts.hostname, parts.port)
+    connection = kept.pop(address, None)
     try:
-        if parts.scheme == "https":
-            connection = http.client.HTTPSConnection(
-                parts.hostname, parts.port, timeout=timeout,
-                context=ssl.create_default_context())
-        elif parts.scheme == "http":
-            connection = http.client.HTTPConnection(parts.hostname, parts.port,
-                                                    timeout=timeout)
-        else:
-            return "failed", {"error": f"unsupported scheme {parts.scheme!r}"}
-        try:
-            connection.request("PUT", target, body=body.encode(), headers=headers)
-            response = connection.getresponse()
-            response.read(1 << 20)
-        finally:
-            connection.close()
+        if connection is not None:
+            try:
+                response = put(connection, target, body, headers)
+            except ConnectionError:
+                connection.close()
+                connection = None
+        if connection is None:
+            connection = connect(parts, timeout)
+            response = put(connection, target, body, headers)
     except (OSError, http.client.HTTPException) as error:
+        if connection is not None:
+            connection.close()
         return "failed", {"error": f"{type(error).__name__}: {error}",
                           "authorization_sent": secret is not None}
+    if response.isclosed() and not response.will_close:   # read whole, and may carry more
+        kept[address] = connection
+    else:
+        connection.close()
     outcome = "delivered" if 200 <= response.status < 300 else "failed"
     return outcome, {"http_status": response.status,
                      "authorization_sent": secret is not None,
                      "error": None if outcome == "delivered" else f"answer {response.status}"}
+
+
+def put(connection, target, body, headers):
+    connection.request("PUT", target, body=body, headers=headers)
+    response = connection.getresponse()
+    response.read(1 << 20)
+    return response
+
+
+def connect(parts, timeout):
+    if parts.scheme == "https":
+        return http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout,
+                                           context=ssl.create_default_context())
+    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
 
 
 # ---------------------------------------------------------------------------

@@ -112,11 +112,18 @@ class Receiver:
 
     def __init__(self):
         self.received = []
+        self.connections = 0        # accepted
+        self.close_silently = False  # close each connection after its answer, unannounced
         self.condition = threading.Condition()
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self):
+                super().setup()
+                with receiver.condition:
+                    receiver.connections += 1
 
             def do_PUT(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -128,6 +135,7 @@ class Receiver:
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+                self.close_connection = receiver.close_silently
 
             def log_message(self, *args):
                 pass
@@ -144,6 +152,7 @@ class Receiver:
     def clear(self):
         with self.condition:
             self.received.clear()
+            self.connections = 0
 
     def close(self):
         self.server.shutdown()
@@ -462,6 +471,34 @@ class RegistryBehaviour(unittest.TestCase):
         self.assertEqual(len(log), 1)
         self.assertEqual((log[0]["outcome"], log[0]["delivered"]), ("failed", False))
         self.assertIn("ConnectionRefused", log[0]["error"])
+
+    def test_notifications_keep_their_connection(self):
+        sim = self.sim
+
+        def notify(receiver, paths):
+            sim.add(*[{"path": path, "pre_import_seconds": 0.01} for path in paths])
+            for count, path in enumerate(paths, 1):
+                sim.start(path)
+                sim.wait_status(path, "pre_import_complete")
+                receiver.wait(count)
+        notify(self.receiver, [f"g/k{i}" for i in range(8)])
+        self.assertEqual(len(self.receiver.received), 8)
+        self.assertLessEqual(self.receiver.connections, 4, "one connection per sender thread at most")
+        # A receiver that closes each connection after its answer, unannounced:
+        # the next notification finds its kept connection closed and goes on
+        # a new one, delivered once.
+        closing = Receiver()
+        closing.close_silently = True
+        try:
+            sim.control("POST", "config", {"notify_url": closing.url})
+            paths = [f"g/c{i}" for i in range(8)]
+            notify(closing, paths)
+            time.sleep(0.2)
+            self.assertEqual(sorted(n["body"]["path"] for n in closing.received), paths)
+            self.assertEqual(closing.connections, 8)
+        finally:
+            closing.close()
+        self.assertEqual({e["outcome"] for e in sim.control("GET", "notifications")}, {"delivered"})
 
     def test_escaped_paths_and_trailing_slash(self):
         sim = self.sim

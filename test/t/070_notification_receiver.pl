@@ -6,7 +6,9 @@
 # refusals never retried; a locked row is waited out; /health follows the
 # database; the database going away mid-stream loses no notification while
 # it is back within the retry window, and one that stays away longer gets 503
-# and changes nothing; a stop lets a waiting notification finish; the systemd
+# and changes nothing; HTTP/1.1 clients keep their connection for the next
+# notification, which neither a stop nor the request timeout waits for; a stop
+# lets a waiting notification finish; the systemd
 # unit is valid and its command line starts the receiver.
 use strict;
 use warnings;
@@ -206,6 +208,41 @@ is(state_of('flow/too-late'), 'pre_importing', 'and the notification was not app
 $logged = ($impatient->log_lines)[-1];
 ok($logged->{attempts} > 1 && !defined $logged->{sqlstate}, 'logged as given up after more than one attempt');
 $impatient->stop;
+
+# ---- kept connections ------------------------------------------------------------------------
+# The registry sends its notifications one after another on one connection.
+put_row("kept/$_", 'pre_importing', %pre_importing) for 1 .. 3;
+my $kept = NotificationReceiver->new(node => $node, secret => $secret, user => 'registry_notifications',
+	args => [ '--request-timeout', 600 ]);
+my $connection = $kept->open_connection;
+my @answers = map { [ $kept->notify_on($connection, "kept/$_", 'pre_import_complete') ] } 1, 2;
+is(join(' ', map { $_->[0] } @answers), '200 200', 'two notifications on one connection: both answered 200');
+ok(!grep({ ($_->[1]{connection} // '') =~ /close/i } @answers), 'and neither answer closes the connection');
+is(join(' ', map { state_of("kept/$_") } 1, 2), 'pre_import_done pre_import_done', 'both were applied');
+my ($code, $headers) = $kept->notify_on($connection, 'kept/3', 'pre_import_complete', secret => 'wrong');
+is("$code " . lc($headers->{connection} // ''), '401 close',
+	'a refused request whose body was not read: its answer closes the connection');
+ok(NotificationReceiver::closed_within($connection, 30), 'and the receiver closes it');
+
+# A stop does not wait for a kept connection's next request (here 600 s away).
+my $idle = $kept->open_connection;
+($code) = $kept->notify_on($idle, 'kept/3', 'pre_import_complete');
+is($code, 200, 'a connection that stays open after its notification');
+is($kept->stop(60), 0, 'SIGTERM: the receiver exits without waiting for that connection');
+ok(NotificationReceiver::closed_within($idle, 5), 'which it closed');
+
+# Nor does a connection stay open forever: no next request within
+# --request-timeout closes it, quietly (it is no bad request).
+my $brief = NotificationReceiver->new(node => $node, secret => $secret, user => 'registry_notifications',
+	args => [ '--request-timeout', 1 ]);
+put_row('kept/quiet', 'pre_importing', %pre_importing);
+$idle = $brief->open_connection;
+($code) = $brief->notify_on($idle, 'kept/quiet', 'pre_import_complete');
+is($code, 200, 'a connection with no next request');
+ok(NotificationReceiver::closed_within($idle, 60), 'is closed after the request timeout');
+is(join(' ', map { $_->{outcome} } grep { $_->{method} || $_->{outcome} } $brief->log_lines), 'handled',
+	'and logged as nothing but its one request');
+$brief->stop;
 
 # ---- a stop waits for the notification in progress ---------------------------------------
 put_row('stop/waiting', 'pre_importing', %pre_importing);
