@@ -27,6 +27,7 @@ import hmac
 import json
 import os
 import random
+import re
 import signal
 import socket
 import stat
@@ -311,29 +312,38 @@ class UrlTemplate:
 
 class KeepAlive:
     """The connections kept open between requests, so that a stop closes
-    them at once instead of waiting for their clients' next request."""
+    them at once instead of waiting for their clients' next request.
 
-    def __init__(self):
+    The idle limit is longer than an HTTP client keeps an idle connection
+    (Go's, the registry's, 90 s): the client closes it first. Were the
+    receiver first, a notification sent just as its close was on the way
+    would be lost, since the registry does not send a PUT twice."""
+
+    def __init__(self, idle_timeout):
+        self.idle_timeout = idle_timeout
         self.lock = threading.Lock()
         self.waiting = set()
         self.stopping = False
 
     def next_request(self, handler):
         """True once the client has sent the start of its next request; False
-        when it closed the connection, sent nothing within the handler's
-        timeout, or the receiver stops."""
+        when it closed the connection, sent nothing for idle_timeout, or the
+        receiver stops."""
         connection = handler.connection
         with self.lock:
             if self.stopping:
                 return False
             self.waiting.add(connection)
         try:
-            return bool(handler.rfile.peek(1))
-        except OSError:     # the timeout among them
+            connection.settimeout(self.idle_timeout)
+            arrived = bool(handler.rfile.peek(1))
+        except OSError:     # the timeout among them; the stream is unusable then
             return False
         finally:
             with self.lock:
                 self.waiting.discard(connection)
+        connection.settimeout(handler.timeout)
+        return arrived
 
     def stop(self):
         with self.lock:
@@ -347,7 +357,8 @@ class KeepAlive:
 class Receiver:
     """What the request handler needs, built once from the options."""
 
-    def __init__(self, secret, template, notifications, health, log, max_body, request_timeout):
+    def __init__(self, secret, template, notifications, health, log, max_body, request_timeout,
+                 idle_timeout):
         self.secret = secret
         self.template = template
         self.notifications = notifications
@@ -355,7 +366,7 @@ class Receiver:
         self.log = log
         self.max_body = max_body
         self.request_timeout = request_timeout
-        self.keep_alive = KeepAlive()
+        self.keep_alive = KeepAlive(idle_timeout)
 
 
 def handler_for(receiver):
@@ -363,9 +374,7 @@ def handler_for(receiver):
         protocol_version = "HTTP/1.1"
         server_version = "registry-notification-receiver"
         sys_version = ""
-        # A client that stalls in a request, or sends no next one on a kept
-        # connection, is dropped.
-        timeout = receiver.request_timeout
+        timeout = receiver.request_timeout   # a client that stalls is dropped
         # An answer is written as its head, then its body: with Nagle's
         # algorithm, the body of the second answer on a kept connection would
         # wait for the client's delayed acknowledgement of the head (~40 ms).
@@ -374,8 +383,8 @@ def handler_for(receiver):
         def handle(self):
             # The registry sends its notifications one after another; a
             # connection (and a thread) each cost more than handling one, so
-            # HTTP/1.1 clients keep theirs until they close it, go quiet for
-            # the request timeout, or the receiver stops.
+            # HTTP/1.1 clients keep theirs until they close it, stay idle
+            # for the idle timeout, or the receiver stops.
             self.handle_one_request()
             while not self.close_connection and receiver.keep_alive.next_request(self):
                 self.handle_one_request()
@@ -447,17 +456,11 @@ def handler_for(receiver):
                 raise Answer(401, "unauthorized")
 
         def read_notification(self, repository):
-            if self.headers.get("Transfer-Encoding"):
+            if self.headers.get("Transfer-Encoding") or not self.headers.get_all("Content-Length"):
                 raise Answer(411, "length_required")
-            length = self.headers.get("Content-Length")
+            length = self.declared_length()
             if length is None:
-                raise Answer(411, "length_required")
-            try:
-                length = int(length)
-                if length < 0:
-                    raise ValueError
-            except ValueError:
-                raise Answer(400, "invalid", error="bad Content-Length") from None
+                raise Answer(400, "invalid", error="bad Content-Length")
             if length > receiver.max_body:
                 raise Answer(413, "too_large", limit=receiver.max_body)
             body = self.rfile.read(length)
@@ -492,7 +495,17 @@ def handler_for(receiver):
                 self.discard_unread()
                 return True
             except OSError:
+                self.close_connection = True   # the stream may hold half an answer
                 return False
+
+        def declared_length(self):
+            """The body's length: 0 without a Content-Length; None unless it
+            is one header of decimal digits, so that where this request ends,
+            and the next one on the connection begins, is never ambiguous."""
+            lengths = self.headers.get_all("Content-Length") or ["0"]
+            if len(lengths) != 1 or not re.fullmatch(r"[0-9]{1,18}", lengths[0].strip()):
+                return None
+            return int(lengths[0])
 
         def may_keep_connection(self):
             """Whether the connection can carry another request: the client
@@ -502,7 +515,7 @@ def handler_for(receiver):
                 return False
             if self.body_read or self.headers.get("Transfer-Encoding"):
                 return self.body_read
-            return (self.headers.get("Content-Length") or "0").strip() == "0"
+            return self.declared_length() == 0
 
         def discard_unread(self):
             """Reads the body of a request refused before its body was read:
@@ -510,10 +523,7 @@ def handler_for(receiver):
             client could lose the answer. Bounded in size and time."""
             if self.body_read:
                 return
-            length = 0
-            with contextlib.suppress(TypeError, ValueError):
-                length = int(self.headers.get("Content-Length") or 0)
-            if length <= 0 and not self.headers.get("Transfer-Encoding"):
+            if self.declared_length() == 0 and not self.headers.get("Transfer-Encoding"):
                 return
             self.connection.shutdown(socket.SHUT_WR)
             self.connection.settimeout(0.5)
@@ -639,7 +649,9 @@ def options(argv):
     add("--max-body-bytes", type=positive(int), default=65536,
         help="larger bodies are refused with 413 (default 65536)")
     add("--request-timeout", type=positive(float), default=10.0,
-        help="seconds a client may take to send its request, or its next one on a kept connection (default 10)")
+        help="seconds a client may take to send its request (default 10)")
+    add("--idle-timeout", type=positive(float), default=120.0,
+        help="seconds a kept connection may wait for its next request (default 120)")
     add("--log", metavar="FILE", help="append the JSON request log here (default: standard error)")
     args = parser.parse_args(argv)
     try:
@@ -670,7 +682,7 @@ def main(argv=None):
                                   args.retry_seconds)
     receiver = Receiver(secret, args.template, notifications,
                         Health(args.dsn, args.connect_timeout), log,
-                        args.max_body_bytes, args.request_timeout)
+                        args.max_body_bytes, args.request_timeout, args.idle_timeout)
     server = server_for(args.listen, args.port, handler_for(receiver))
     address, port = server.server_address[:2]
 

@@ -108,12 +108,18 @@ sub notify_url { return $_[0]->url . '/notify' }
 sub log_file   { return $_[0]{log} }
 
 # One request; returns HTTP::Tiny's answer with the decoded JSON body as
-# {json} (undef when the body is not JSON).
+# {json} (undef when the body is not JSON). The receiver logs a request once
+# it has answered it: this returns when that line is in the log too.
 sub request
 {
 	my ($self, $method, $path, %o) = @_;
+	my $logged = sub { scalar grep { ($_->{method} // '') eq $method && ($_->{path} // '') eq $path }
+		  $self->log_lines };
+	my $before = $logged->();
 	my $r = HTTP::Tiny->new(timeout => 180)->request($method, $self->url . $path, \%o);
 	$r->{json} = eval { $json->decode($r->{content}) };
+	my $deadline = time() + 30;
+	sleep 0.01 while $r->{status} != 599 && $logged->() == $before && time() < $deadline;
 	return $r;
 }
 
@@ -153,7 +159,15 @@ sub notify_on
 	my $head = "PUT /notify/$path HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 	  . "Content-Type: application/json\r\nContent-Length: " . length($body) . "\r\n"
 	  . (defined $secret ? "Authorization: $secret\r\n" : '') . "\r\n";
-	syswrite($socket, $head . $body) // return (0, {}, '');
+	return request_on($socket, $head . $body);
+}
+
+# Raw bytes on a connection of open_connection(), then the answer as
+# notify_on() returns it.
+sub request_on
+{
+	my ($socket, $bytes) = @_;
+	syswrite($socket, $bytes) // return (0, {}, '');
 	return read_answer($socket);
 }
 

@@ -680,8 +680,9 @@ def notification_url(base, path):
 def deliver(entry, secret, timeout, kept):
     """One PUT; returns (outcome, fields for the log). Like an HTTP client
     (the registry's included), a sender keeps its connection for the next
-    notification; when the receiver had meanwhile closed it, so that it
-    carried nothing, the PUT goes again on a new one."""
+    notification, and sends on a new one when the receiver has closed the
+    kept one: found closed before the send, or the send refused. Once sent,
+    a PUT is never sent again, even when its connection then breaks."""
     parts = urllib.parse.urlsplit(entry["url"])
     if parts.scheme not in ("http", "https"):
         return "failed", {"error": f"unsupported scheme {parts.scheme!r}"}
@@ -691,17 +692,13 @@ def deliver(entry, secret, timeout, kept):
         headers["Authorization"] = secret
     target = parts.path + (f"?{parts.query}" if parts.query else "")
     address = (parts.scheme, parts.hostname, parts.port)
-    connection = kept.pop(address, None)
+    connection = still_open(kept.pop(address, None))
     try:
-        if connection is not None:
-            try:
-                response = put(connection, target, body, headers)
-            except ConnectionError:
-                connection.close()
-                connection = None
-        if connection is None:
+        if connection is None or not sent(connection, target, body, headers):
             connection = connect(parts, timeout)
-            response = put(connection, target, body, headers)
+            connection.request("PUT", target, body=body, headers=headers)
+        response = connection.getresponse()
+        response.read(1 << 20)
     except (OSError, http.client.HTTPException) as error:
         if connection is not None:
             connection.close()
@@ -717,11 +714,26 @@ def deliver(entry, secret, timeout, kept):
                      "error": None if outcome == "delivered" else f"answer {response.status}"}
 
 
-def put(connection, target, body, headers):
-    connection.request("PUT", target, body=body, headers=headers)
-    response = connection.getresponse()
-    response.read(1 << 20)
-    return response
+def still_open(connection):
+    """A kept connection, or None when the receiver has closed it meanwhile
+    (its end of file, or anything else it did not ask for, waits unread)."""
+    if connection is None:
+        return None
+    if connection.sock is None or select.select([connection.sock], [], [], 0)[0]:
+        connection.close()
+        return None
+    return connection
+
+
+def sent(connection, target, body, headers):
+    """The PUT sent on a kept connection; False, the connection closed, when
+    the receiver had closed it (so nothing reached it)."""
+    try:
+        connection.request("PUT", target, body=body, headers=headers)
+        return True
+    except ConnectionError:
+        connection.close()
+        return False
 
 
 def connect(parts, timeout):

@@ -113,7 +113,9 @@ class Receiver:
     def __init__(self):
         self.received = []
         self.connections = 0        # accepted
+        self.closed = 0             # ended
         self.close_silently = False  # close each connection after its answer, unannounced
+        self.unanswered = set()     # paths whose PUT is read, then its connection closed unanswered
         self.condition = threading.Condition()
         receiver = self
 
@@ -125,6 +127,12 @@ class Receiver:
                 with receiver.condition:
                     receiver.connections += 1
 
+            def finish(self):
+                super().finish()
+                with receiver.condition:
+                    receiver.closed += 1
+                    receiver.condition.notify_all()
+
             def do_PUT(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver.condition:
@@ -132,6 +140,9 @@ class Receiver:
                                               "authorization": self.headers.get("Authorization"),
                                               "body": json.loads(body)})
                     receiver.condition.notify_all()
+                if json.loads(body)["path"] in receiver.unanswered:
+                    self.close_connection = True
+                    return
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -149,10 +160,14 @@ class Receiver:
             self.condition.wait_for(lambda: len(self.received) >= count, timeout)
             return list(self.received)
 
+    def wait_closed(self, count, timeout=5):
+        with self.condition:
+            self.condition.wait_for(lambda: self.closed >= count, timeout)
+
     def clear(self):
         with self.condition:
             self.received.clear()
-            self.connections = 0
+            self.connections = self.closed = 0
 
     def close(self):
         self.server.shutdown()
@@ -472,34 +487,6 @@ class RegistryBehaviour(unittest.TestCase):
         self.assertEqual((log[0]["outcome"], log[0]["delivered"]), ("failed", False))
         self.assertIn("ConnectionRefused", log[0]["error"])
 
-    def test_notifications_keep_their_connection(self):
-        sim = self.sim
-
-        def notify(receiver, paths):
-            sim.add(*[{"path": path, "pre_import_seconds": 0.01} for path in paths])
-            for count, path in enumerate(paths, 1):
-                sim.start(path)
-                sim.wait_status(path, "pre_import_complete")
-                receiver.wait(count)
-        notify(self.receiver, [f"g/k{i}" for i in range(8)])
-        self.assertEqual(len(self.receiver.received), 8)
-        self.assertLessEqual(self.receiver.connections, 4, "one connection per sender thread at most")
-        # A receiver that closes each connection after its answer, unannounced:
-        # the next notification finds its kept connection closed and goes on
-        # a new one, delivered once.
-        closing = Receiver()
-        closing.close_silently = True
-        try:
-            sim.control("POST", "config", {"notify_url": closing.url})
-            paths = [f"g/c{i}" for i in range(8)]
-            notify(closing, paths)
-            time.sleep(0.2)
-            self.assertEqual(sorted(n["body"]["path"] for n in closing.received), paths)
-            self.assertEqual(closing.connections, 8)
-        finally:
-            closing.close()
-        self.assertEqual({e["outcome"] for e in sim.control("GET", "notifications")}, {"delivered"})
-
     def test_escaped_paths_and_trailing_slash(self):
         sim = self.sim
         sim.add({"path": "grp/my-image.v_1", "tags": 1})
@@ -541,6 +528,63 @@ class RegistryBehaviour(unittest.TestCase):
         sim.control("DELETE", "requests")
         self.assertEqual(sim.control("GET", "requests"), [])
 
+
+
+class NotificationConnections(unittest.TestCase):
+    """One sender thread, so each notification goes on the connection the
+    previous one kept, if it is still open."""
+
+    def setUp(self):
+        self.receivers = []
+        self.sim = Simulator("--notify-workers", "1", "--notify-secret", "s")
+
+    def tearDown(self):
+        self.sim.stop()
+        for receiver in self.receivers:
+            receiver.close()
+
+    def receiver(self, **behaviour):
+        receiver = Receiver()
+        for name, value in behaviour.items():
+            setattr(receiver, name, value)
+        self.receivers.append(receiver)
+        self.sim.control("POST", "config", {"notify_url": receiver.url})
+        return receiver
+
+    def notify(self, receiver, paths):
+        self.sim.add(*[{"path": path, "pre_import_seconds": 0.01} for path in paths])
+        for count, path in enumerate(paths, 1):
+            self.sim.start(path)
+            self.sim.wait_status(path, "pre_import_complete")
+            receiver.wait(count)
+            if receiver.close_silently:
+                receiver.wait_closed(count)
+        time.sleep(0.2)
+        return [n["body"]["path"] for n in receiver.received], {
+            e["path"]: e["outcome"] for e in self.sim.control("GET", "notifications")}
+
+    def test_kept_connection(self):
+        paths = [f"g/k{i}" for i in range(5)]
+        receiver = self.receiver()
+        self.assertEqual(self.notify(receiver, paths), (paths, dict.fromkeys(paths, "delivered")))
+        self.assertEqual(receiver.connections, 1)
+
+    def test_closed_by_the_receiver_meanwhile(self):
+        # Each connection closed after its answer, unannounced: the next
+        # notification finds it closed and goes on a new one, delivered once.
+        paths = [f"g/c{i}" for i in range(5)]
+        receiver = self.receiver(close_silently=True)
+        self.assertEqual(self.notify(receiver, paths), (paths, dict.fromkeys(paths, "delivered")))
+        self.assertEqual(receiver.connections, 5)
+
+    def test_sent_once_even_when_the_connection_breaks(self):
+        # The receiver read the PUT (it may have handled it), then the kept
+        # connection broke before the answer: a failed delivery, not sent
+        # again.
+        receiver = self.receiver(unanswered={"g/d1"})
+        self.assertEqual(self.notify(receiver, ["g/d0", "g/d1"]),
+                         (["g/d0", "g/d1"], {"g/d0": "delivered", "g/d1": "failed"}))
+        self.assertEqual(receiver.connections, 1)
 
 # ---------------------------------------------------------------------------
 # Tag list

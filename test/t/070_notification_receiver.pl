@@ -7,7 +7,8 @@
 # database; the database going away mid-stream loses no notification while
 # it is back within the retry window, and one that stays away longer gets 503
 # and changes nothing; HTTP/1.1 clients keep their connection for the next
-# notification, which neither a stop nor the request timeout waits for; a stop
+# notification, which neither a stop nor the idle timeout waits for, and
+# never read where one request ends ambiguously; a stop
 # lets a waiting notification finish; the systemd
 # unit is valid and its command line starts the receiver.
 use strict;
@@ -213,7 +214,7 @@ $impatient->stop;
 # The registry sends its notifications one after another on one connection.
 put_row("kept/$_", 'pre_importing', %pre_importing) for 1 .. 3;
 my $kept = NotificationReceiver->new(node => $node, secret => $secret, user => 'registry_notifications',
-	args => [ '--request-timeout', 600 ]);
+	args => [ '--idle-timeout', 600 ]);
 my $connection = $kept->open_connection;
 my @answers = map { [ $kept->notify_on($connection, "kept/$_", 'pre_import_complete') ] } 1, 2;
 is(join(' ', map { $_->[0] } @answers), '200 200', 'two notifications on one connection: both answered 200');
@@ -224,6 +225,30 @@ is("$code " . lc($headers->{connection} // ''), '401 close',
 	'a refused request whose body was not read: its answer closes the connection');
 ok(NotificationReceiver::closed_within($connection, 30), 'and the receiver closes it');
 
+# Where a request ends is never ambiguous on a kept connection: a second
+# Content-Length, or one that is not plain digits, closes it.
+put_row('kept/length', 'pre_importing', %pre_importing);
+my $body = '{"status": "pre_import_complete"}';
+for my $lengths ([ 0, length $body ], ['+' . length $body])
+{
+	$connection = $kept->open_connection;
+	($code, $headers) = NotificationReceiver::request_on($connection,
+		"PUT /notify/kept/length HTTP/1.1\r\nHost: x\r\nAuthorization: $secret\r\n"
+		  . join('', map { "Content-Length: $_\r\n" } @$lengths) . "\r\n$body");
+	is("$code " . lc($headers->{connection} // ''), '400 close',
+		"Content-Length @$lengths: 400, and the connection closes");
+}
+is(state_of('kept/length'), 'pre_importing', 'and nothing was applied');
+$connection = $kept->open_connection;
+my $hidden = "GET /hidden HTTP/1.1\r\nHost: x\r\n\r\n";
+($code, $headers) = NotificationReceiver::request_on($connection,
+	"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: "
+	  . length($hidden) . "\r\n\r\n$hidden");
+is("$code " . lc($headers->{connection} // ''), '200 close', 'the same on a GET /health');
+ok(NotificationReceiver::closed_within($connection, 30), 'which closes the connection');
+ok(!grep({ ($_->{path} // '') eq '/hidden' } $kept->log_lines),
+	'so the bytes after the shorter length never run as a request');
+
 # A stop does not wait for a kept connection's next request (here 600 s away).
 my $idle = $kept->open_connection;
 ($code) = $kept->notify_on($idle, 'kept/3', 'pre_import_complete');
@@ -232,14 +257,14 @@ is($kept->stop(60), 0, 'SIGTERM: the receiver exits without waiting for that con
 ok(NotificationReceiver::closed_within($idle, 5), 'which it closed');
 
 # Nor does a connection stay open forever: no next request within
-# --request-timeout closes it, quietly (it is no bad request).
+# --idle-timeout closes it, quietly (it is no bad request).
 my $brief = NotificationReceiver->new(node => $node, secret => $secret, user => 'registry_notifications',
-	args => [ '--request-timeout', 1 ]);
+	args => [ '--idle-timeout', 1 ]);
 put_row('kept/quiet', 'pre_importing', %pre_importing);
 $idle = $brief->open_connection;
 ($code) = $brief->notify_on($idle, 'kept/quiet', 'pre_import_complete');
 is($code, 200, 'a connection with no next request');
-ok(NotificationReceiver::closed_within($idle, 60), 'is closed after the request timeout');
+ok(NotificationReceiver::closed_within($idle, 60), 'is closed after the idle timeout');
 is(join(' ', map { $_->{outcome} } grep { $_->{method} || $_->{outcome} } $brief->log_lines), 'handled',
 	'and logged as nothing but its one request');
 $brief->stop;
