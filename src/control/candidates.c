@@ -62,6 +62,11 @@ handled_array(const Handled *handled)
  */
 #define NOT_READY_HOLD "6 seconds"
 
+/* An aborted repository (alias r) answered "not ready", within its hold. */
+#define HELD_BACK \
+	"(r.consecutive_429s > 0" \
+	" AND r.aborted_at > clock_timestamp() - interval '" NOT_READY_HOLD "')"
+
 static const char *
 candidate_query(Candidate kind)
 {
@@ -84,10 +89,9 @@ candidate_query(Candidate kind)
 			return psprintf("SELECT " REPOSITORY_COLUMNS " FROM registry_migration.repositories r"
 							" WHERE state = %s AND id <> ALL($1)"
 							"   AND " NOT_DENIED
-							"   AND NOT (r.consecutive_429s > 0"
-							"            AND r.aborted_at > clock_timestamp() - interval '%s')"
+							"   AND NOT " HELD_BACK
 							" ORDER BY aborted_at, id LIMIT 1",
-							state_sql_literal(MS_IMPORT_ABORTED), NOT_READY_HOLD);
+							state_sql_literal(MS_IMPORT_ABORTED));
 		case CANDIDATE_NEW:
 			break;
 	}
@@ -140,12 +144,10 @@ held_until(void)
 
 	if (plan == NULL)
 		spi_cached_plan(&plan,
-						psprintf("SELECT min(aborted_at) + interval '%s'"
-								 "  FROM registry_migration.repositories"
-								 " WHERE state = %s AND consecutive_429s > 0"
-								 "   AND aborted_at > clock_timestamp() - interval '%s'",
-								 NOT_READY_HOLD, state_sql_literal(MS_IMPORT_ABORTED),
-								 NOT_READY_HOLD),
+						psprintf("SELECT min(r.aborted_at) + interval '" NOT_READY_HOLD "'"
+								 "  FROM registry_migration.repositories r"
+								 " WHERE r.state = %s AND " HELD_BACK,
+								 state_sql_literal(MS_IMPORT_ABORTED)),
 						0, NULL);
 	spi_run(plan, NULL, NULL, false, 1, SPI_OK_SELECT);
 	until = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
