@@ -55,17 +55,23 @@ handled_array(const Handled *handled)
 /*
  * The registry's cool-down after a canceled pre-import lasts about 5 s from
  * the cancel, and the cancel comes before the abort (the guard cancels, then
- * aborts; the registry's own cancel is reported after it happened): a second
- * more than the cool-down, counted from the abort, outlasts it. Any longer
- * only idles the repository, which at the end of a migration is the time
- * the last repositories wait.
+ * aborts; the registry's own cancel is reported after it happened). So an
+ * aborted repository answered "not ready" is left alone for that long per
+ * 429 in a row, counted from its abort: once the cool-down is over it is
+ * taken as soon as it can be, and a registry whose cool-down lasts longer
+ * is asked once per period rather than at every wake, which would only
+ * spend 429s towards the abort at start_max_retries. Any longer would only
+ * idle the repository, which at the end of a migration is the time the
+ * last repositories wait.
  */
-#define NOT_READY_HOLD "6 seconds"
+#define NOT_READY_HOLD "5 seconds"
+
+/* When an aborted repository (alias r) answered "not ready" is due again. */
+#define HELD_UNTIL "(r.aborted_at + r.consecutive_429s * interval '" NOT_READY_HOLD "')"
 
 /* An aborted repository (alias r) answered "not ready", within its hold. */
 #define HELD_BACK \
-	"(r.consecutive_429s > 0" \
-	" AND r.aborted_at > clock_timestamp() - interval '" NOT_READY_HOLD "')"
+	"(r.consecutive_429s > 0 AND " HELD_UNTIL " > clock_timestamp())"
 
 static const char *
 candidate_query(Candidate kind)
@@ -81,10 +87,10 @@ candidate_query(Candidate kind)
 
 			/*
 			 * One answered "not ready" (the registry's cool-down after a
-			 * canceled pre-import) is left alone for NOT_READY_HOLD after
-			 * its abort: asked again at every wake it would only collect
-			 * 429s — and at the limit of 429s in a row an abort that
-			 * spends a retry.
+			 * canceled pre-import) is left alone for NOT_READY_HOLD per 429
+			 * in a row after its abort: asked again at every wake it would
+			 * only collect 429s — and at the limit of 429s in a row an
+			 * abort that spends a retry.
 			 */
 			return psprintf("SELECT " REPOSITORY_COLUMNS " FROM registry_migration.repositories r"
 							" WHERE state = %s AND id <> ALL($1)"
@@ -144,7 +150,7 @@ held_until(void)
 
 	if (plan == NULL)
 		spi_cached_plan(&plan,
-						psprintf("SELECT min(r.aborted_at) + interval '" NOT_READY_HOLD "'"
+						psprintf("SELECT min" HELD_UNTIL
 								 "  FROM registry_migration.repositories r"
 								 " WHERE r.state = %s AND " HELD_BACK,
 								 state_sql_literal(MS_IMPORT_ABORTED)),

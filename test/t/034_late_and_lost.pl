@@ -303,11 +303,11 @@ is($snode->safe_psql('postgres', q{SELECT string_agg(format('%s:%s', cause, even
 	  . 'guard:start_import guard:finish_import',
 	'... canceled and aborted by the guard, retried by the enqueuer');
 is($snode->safe_psql('postgres', q{SELECT string_agg(format('%s %s', event, at - lag >= CASE event
-	       WHEN 'abort' THEN interval '3 s' ELSE interval '6 s' END), ', ' ORDER BY id)
+	       WHEN 'abort' THEN interval '3 s' ELSE interval '5 s' END), ', ' ORDER BY id)
 	FROM (SELECT id, at, event, lag(at) OVER (ORDER BY id) FROM registry_migration.events
 	       WHERE path = 'worker/hung') e WHERE event IN ('abort', 'start_pre_import') AND lag IS NOT NULL}),
 	'abort t, start_pre_import t',
-	'... not before it had lasted pre_import_timeout (3 s), nor before its hold had passed (6 s)');
+	'... not before it had lasted pre_import_timeout (3 s), nor before its hold had passed (5 s)');
 section_time('stale', $t);
 
 end_test();

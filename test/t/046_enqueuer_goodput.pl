@@ -224,9 +224,10 @@ is_deeply([ $s->{stopped}, $s->{not_ready}, $s->{retried}, $s->{started} ],
 	'a retry during the cool-down: not_ready, and new work is started');
 is(retry_after_set(), 'f', '... no Retry-After');
 
-# Answered "not ready" within 6 s of its abort (the registry's cool-down is
-# about 5 s from the cancel), a repository is left alone until 6 s have
-# passed since the abort: no request about it meanwhile.
+# Answered "not ready", an aborted repository is left alone for 5 s per 429
+# in a row, counted from its abort (the registry's cool-down is about 5 s
+# from the cancel, which precedes the abort): no request about it meanwhile,
+# and a cool-down that lasts longer is asked about once per 5 s.
 fresh();
 $sim->configure(cancel_cooldown => 30);
 sim_running('cool/b', 'pre');
@@ -237,14 +238,27 @@ db_aborted('cool/b', '1 second');
 is_deeply([ $s->{not_ready}, consecutive_429s('cool/b') ], [ ['cool/b'], 1 ], '... its retry: not ready');
 ($s, $log) = enqueue_logged();
 is_deeply([ $s->{stopped}, $s->{not_ready}, [ grep { m{cool/b} } @$log ] ], [ 'nothing_to_do', [], [] ],
-	'... the next cycle, within 6 s of the abort, sends nothing about it');
-sql(q{UPDATE registry_migration.repositories SET aborted_at = now() - interval '5 s' WHERE path = 'cool/b'});
+	'... the next cycle, within 5 s of the abort, sends nothing about it');
+sub aborted_ago { sql("UPDATE registry_migration.repositories SET aborted_at = now() - interval '$_[0]' WHERE path = 'cool/b'") }
+aborted_ago('4.5 s');
 ($s, $log) = enqueue_logged();
-is_deeply([ $s->{not_ready}, [ grep { m{cool/b} } @$log ] ], [ [], [] ], '... nor 5 s after it');
-sql(q{UPDATE registry_migration.repositories SET aborted_at = now() - interval '7 s' WHERE path = 'cool/b'});
+is_deeply([ $s->{not_ready}, [ grep { m{cool/b} } @$log ] ], [ [], [] ], '... nor 4.5 s after it');
+aborted_ago('5.5 s');
 ($s) = enqueue_logged();
 is_deeply([ $s->{not_ready}, consecutive_429s('cool/b') ], [ ['cool/b'], 2 ],
-	'... 6 s after the abort it is asked again');
+	'... 5 s after the abort it is asked again: still not ready, two 429s in a row');
+aborted_ago('9.5 s');
+($s, $log) = enqueue_logged();
+is_deeply([ $s->{not_ready}, [ grep { m{cool/b} } @$log ] ], [ [], [] ],
+	'... then left alone until 10 s after the abort');
+aborted_ago('10.5 s');
+($s) = enqueue_logged();
+is_deeply([ $s->{not_ready}, consecutive_429s('cool/b') ], [ ['cool/b'], 3 ], '... and asked again after that');
+$sim->configure(cancel_cooldown => 0);
+aborted_ago('15.5 s');
+($s) = enqueue_logged();
+is_deeply([ $s->{not_ready}, $s->{retried}, consecutive_429s('cool/b') ], [ [], ['cool/b'], 0 ],
+	'... 15 s after it, the cool-down over: retried, and the count of 429s starts again');
 
 # retry() of a repository that is not ready: a warning, nothing changes but its count.
 fresh();
