@@ -181,7 +181,7 @@ ms_from_now(int ms)
  * taken again. Never sooner than DUE_MIN_GAP_MS from now, so that work
  * falling due one piece after the other is done together.
  */
-#define DUE_MIN_GAP_MS 100
+#define DUE_MIN_GAP_MS 25
 
 static TimestampTz
 earlier_if_due(TimestampTz next, TimestampTz due)
