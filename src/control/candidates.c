@@ -62,16 +62,26 @@ handled_array(const Handled *handled)
  * is asked once per period rather than at every wake, which would only
  * spend 429s towards the abort at start_max_retries. Any longer would only
  * idle the repository, which at the end of a migration is the time the
- * last repositories wait.
+ * last repositories wait. The hold ends a minute after the abort at the
+ * latest, whatever count a direct change of the table wrote.
  */
 #define NOT_READY_HOLD "5 seconds"
+#define NOT_READY_HOLDS_AT_MOST "12"
 
 /* When an aborted repository (alias r) answered "not ready" is due again. */
-#define HELD_UNTIL "(r.aborted_at + r.consecutive_429s * interval '" NOT_READY_HOLD "')"
+#define HELD_UNTIL \
+	"(r.aborted_at + least(r.consecutive_429s, " NOT_READY_HOLDS_AT_MOST ")" \
+	"  * interval '" NOT_READY_HOLD "')"
 
-/* An aborted repository (alias r) answered "not ready", within its hold. */
+/*
+ * An aborted repository (alias r) answered "not ready", within its hold.
+ * The bound on aborted_at, implied by the rest, lets the index on it
+ * serve: clock_timestamp() in a condition cannot.
+ */
 #define HELD_BACK \
-	"(r.consecutive_429s > 0 AND " HELD_UNTIL " > clock_timestamp())"
+	"(r.consecutive_429s > 0" \
+	" AND r.aborted_at > now() - " NOT_READY_HOLDS_AT_MOST " * interval '" NOT_READY_HOLD "'" \
+	" AND " HELD_UNTIL " > clock_timestamp())"
 
 static const char *
 candidate_query(Candidate kind)

@@ -260,6 +260,22 @@ aborted_ago('15.5 s');
 is_deeply([ $s->{not_ready}, $s->{retried}, consecutive_429s('cool/b') ], [ [], ['cool/b'], 0 ],
 	'... 15 s after it, the cool-down over: retried, and the count of 429s starts again');
 
+# Whatever count of 429s a direct change of the table wrote, the hold ends a
+# minute after the abort.
+fresh(start_max_retries => 2147483647);
+$sim->configure(cancel_cooldown => 600);
+sim_running('cool/b', 'pre');
+$cancel = HTTP::Tiny->new(timeout => 10)->request('DELETE', $sim->url . '/gitlab/v1/import/cool/b/');
+db_aborted('cool/b', '50 seconds');
+sql(q{UPDATE registry_migration.repositories SET consecutive_429s = 2147483000 WHERE path = 'cool/b'});
+($s, $log) = enqueue_logged();
+is_deeply([ $s->{not_ready}, [ grep { m{cool/b} } @$log ] ], [ [], [] ],
+	'a count of 429s written directly: left alone 50 s after the abort');
+aborted_ago('61 s');
+($s) = enqueue_logged();
+is_deeply([ $s->{not_ready}, consecutive_429s('cool/b') ], [ ['cool/b'], 2147483001 ],
+	'... asked again a minute after it');
+
 # retry() of a repository that is not ready: a warning, nothing changes but its count.
 fresh();
 $sim->add_repositories({ path => 'adm/a', status => 'pre_import_failed' });
