@@ -344,8 +344,9 @@ CREATE INDEX events_failure_pending ON @extschema@.events (at)
 -- worker_status gains the worker's counters, at the end of its columns. The
 -- columns of the function behind it change, which only DROP and CREATE can
 -- do, and the view goes with it. The grants on both (an operator's SELECT on
--- the view needs EXECUTE on the function too) are read first and given
--- again. Given in this script they would become the extension's initial
+-- the view needs EXECUTE on the function too), and those on single columns
+-- of the view, are read first and given again. Given in this script they
+-- would become the extension's initial
 -- privileges, which pg_dump leaves out, so those are put back to what a
 -- fresh install records: the grants stay the operator's, and in a dump.
 DO $upgrade$
@@ -355,12 +356,25 @@ DECLARE
     function_acl pg_catalog.aclitem[];
     function_owner pg_catalog.oid;
     fresh_init_privs pg_catalog.pg_init_privs[];
+    column_grants text[];
     grant_item record;
 BEGIN
     SELECT relacl, relowner INTO view_acl, view_owner
       FROM pg_catalog.pg_class WHERE oid = '@extschema@.worker_status'::pg_catalog.regclass;
     SELECT proacl, proowner INTO function_acl, function_owner
       FROM pg_catalog.pg_proc WHERE oid = '@extschema@.worker_status_internal()'::pg_catalog.regprocedure;
+    -- Every old column is a column of the new view too.
+    SELECT pg_catalog.array_agg(pg_catalog.format('GRANT %s (%I) ON TABLE @extschema@.worker_status TO %s%s',
+               a.privilege_type, c.attname,
+               CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
+                    ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END,
+               CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END))
+      INTO column_grants
+      FROM pg_catalog.pg_attribute AS c
+     CROSS JOIN LATERAL pg_catalog.aclexplode(c.attacl) AS a
+     WHERE c.attrelid OPERATOR(pg_catalog.=) '@extschema@.worker_status'::pg_catalog.regclass
+       AND c.attnum OPERATOR(pg_catalog.>) 0 AND NOT c.attisdropped
+       AND a.grantee OPERATOR(pg_catalog.<>) view_owner;
 
     DROP VIEW @extschema@.worker_status;
     DROP FUNCTION @extschema@.worker_status_internal();
@@ -388,14 +402,13 @@ BEGIN
       FROM @extschema@.worker_status_internal() AS w
      CROSS JOIN @extschema@.registry_state AS s;
 
-    -- What a fresh install records for the two.
+    -- What a fresh install records for the two (and their columns).
     SELECT pg_catalog.array_agg(p) INTO fresh_init_privs
       FROM pg_catalog.pg_init_privs AS p
-     WHERE (p.objoid OPERATOR(pg_catalog.=) '@extschema@.worker_status'::pg_catalog.regclass
-            AND p.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
-         OR p.objoid OPERATOR(pg_catalog.=) '@extschema@.worker_status_internal()'::pg_catalog.regprocedure
-            AND p.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass)
-       AND p.objsubid OPERATOR(pg_catalog.=) 0;
+     WHERE p.objoid OPERATOR(pg_catalog.=) '@extschema@.worker_status'::pg_catalog.regclass
+           AND p.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+        OR p.objoid OPERATOR(pg_catalog.=) '@extschema@.worker_status_internal()'::pg_catalog.regprocedure
+           AND p.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass;
 
     -- The old grants, but the owner's own privileges.
     FOR grant_item IN
@@ -412,13 +425,16 @@ BEGIN
                  ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(grant_item.grantee)) END,
             CASE WHEN grant_item.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
     END LOOP;
+    FOR grant_item IN SELECT g FROM pg_catalog.unnest(column_grants) AS g
+    LOOP
+        EXECUTE grant_item.g;
+    END LOOP;
 
     DELETE FROM pg_catalog.pg_init_privs AS p
-     WHERE (p.objoid OPERATOR(pg_catalog.=) '@extschema@.worker_status'::pg_catalog.regclass
-            AND p.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
-         OR p.objoid OPERATOR(pg_catalog.=) '@extschema@.worker_status_internal()'::pg_catalog.regprocedure
-            AND p.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass)
-       AND p.objsubid OPERATOR(pg_catalog.=) 0;
+     WHERE p.objoid OPERATOR(pg_catalog.=) '@extschema@.worker_status'::pg_catalog.regclass
+           AND p.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+        OR p.objoid OPERATOR(pg_catalog.=) '@extschema@.worker_status_internal()'::pg_catalog.regprocedure
+           AND p.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass;
     INSERT INTO pg_catalog.pg_init_privs
     SELECT * FROM pg_catalog.unnest(fresh_init_privs);
 END

@@ -21,6 +21,7 @@ $node->safe_psql('postgres', q{
 	CREATE DATABASE upgraded;
 	CREATE DATABASE fresh;
 	CREATE ROLE upgrade_operator NOLOGIN;
+	CREATE ROLE upgrade_reader NOLOGIN;
 });
 
 # A 1.0 database in the middle of a migration.
@@ -42,6 +43,7 @@ $node->safe_psql('upgraded', q{
 	GRANT EXECUTE ON FUNCTION registry_migration.run_guard() TO upgrade_operator;
 	GRANT SELECT ON registry_migration.worker_status TO upgrade_operator;
 	GRANT EXECUTE ON FUNCTION registry_migration.worker_status_internal() TO upgrade_operator;
+	GRANT SELECT (pid, activity) ON registry_migration.worker_status TO upgrade_reader;
 });
 is($node->safe_psql('upgraded',
 		q{SELECT extversion FROM pg_extension WHERE extname = 'registry_migration'}),
@@ -60,7 +62,10 @@ my %queries = (
 	              AND has_function_privilege('upgrade_operator', 'registry_migration.run_guard()', 'EXECUTE')
 	              AND has_table_privilege('upgrade_operator', 'registry_migration.worker_status', 'SELECT')
 	              AND has_function_privilege('upgrade_operator', 'registry_migration.worker_status_internal()',
-	                                         'EXECUTE')});
+	                                         'EXECUTE')},
+	column_grants => q{SELECT string_agg(c || ' ' || has_column_privilege('upgrade_reader',
+	                                         'registry_migration.worker_status', c, 'SELECT'), ', ')
+	                     FROM unnest('{pid,activity,last_error}'::text[]) AS c});
 my %before = map { $_ => $node->safe_psql('upgraded', $queries{$_}) } keys %queries;
 
 $node->safe_psql('upgraded', 'ALTER EXTENSION registry_migration UPDATE');
@@ -91,7 +96,7 @@ sub extension_schema
 	# The extension's config objects are named by their ids.
 	s/binary_upgrade_create_empty_extension\(.*/binary_upgrade_create_empty_extension(...)/ for @lines;
 	# The operator's grants exist only in the upgraded database.
-	return join('', grep { !/upgrade_operator/ } @lines);
+	return join('', grep { !/upgrade_(operator|reader)/ } @lines);
 }
 my $upgraded_schema = extension_schema('upgraded');
 my $fresh_schema = extension_schema('fresh');
@@ -122,6 +127,8 @@ like($plain, qr/^GRANT SELECT ON TABLE registry_migration\.worker_status TO upgr
 	'a dump of the upgraded database keeps the grant on worker_status');
 like($plain, qr/^GRANT ALL ON FUNCTION registry_migration\.worker_status_internal\(OUT pid integer.*\) TO upgrade_operator;$/m,
 	'... and on worker_status_internal');
+like($plain, qr/^GRANT SELECT\(activity\) ON TABLE registry_migration\.worker_status TO upgrade_reader;$/m,
+	'... and a grant on one of its columns');
 is($node->safe_psql('upgraded', q{SET ROLE upgrade_operator;
 	SELECT count(*) FROM registry_migration.worker_status WHERE cycles IS NULL OR answers IS NULL}),
 	'0', 'the operator reads worker_status, with its new columns, after the upgrade');
