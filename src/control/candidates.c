@@ -56,31 +56,37 @@ handled_array(const Handled *handled)
  * The registry's cool-down after a canceled pre-import lasts about 5 s from
  * the cancel, and the cancel comes before the abort (the guard cancels, then
  * aborts; the registry's own cancel is reported after it happened). So an
- * aborted repository answered "not ready" is left alone for that long per
- * 429 in a row, counted from its abort: once the cool-down is over it is
- * taken as soon as it can be, and a registry whose cool-down lasts longer
- * is asked once per period rather than at every wake, which would only
- * spend 429s towards the abort at start_max_retries. Any longer would only
- * idle the repository, which at the end of a migration is the time the
- * last repositories wait. The hold ends a minute after the abort at the
- * latest, whatever count a direct change of the table wrote.
+ * aborted repository answered 429 ("not ready", most often) is left alone
+ * for that long per 429 in a row, counted from its abort: once the
+ * cool-down is over it is taken as soon as it can be, and asked again
+ * 5 s later if the registry still says "not ready", rather than at every
+ * wake, which would only spend 429s towards the abort at start_max_retries.
+ * The hold ends 10 s after the abort at the latest: an aborted repository
+ * may wait that long, and no longer, before the oldest is retried first
+ * again, whatever count of 429s a direct change of the table wrote.
  */
-#define NOT_READY_HOLD "5 seconds"
-#define NOT_READY_HOLDS_AT_MOST "12"
-
-/* When an aborted repository (alias r) answered "not ready" is due again. */
-#define HELD_UNTIL \
-	"(r.aborted_at + least(r.consecutive_429s, " NOT_READY_HOLDS_AT_MOST ")" \
-	"  * interval '" NOT_READY_HOLD "')"
+#define NOT_READY_HOLD "interval '5 seconds'"
+#define NOT_READY_HOLDS_AT_MOST "2"
 
 /*
- * An aborted repository (alias r) answered "not ready", within its hold.
- * The bound on aborted_at, implied by the rest, lets the index on it
- * serve: clock_timestamp() in a condition cannot.
+ * When an aborted repository (alias r) held back is due again. The
+ * operators are named: an integer times an interval has no operator of
+ * its own in pg_catalog, and one of that exact type elsewhere would win.
+ */
+#define HELD_UNTIL \
+	"(r.aborted_at + (least(r.consecutive_429s, " NOT_READY_HOLDS_AT_MOST ")" \
+	"                 OPERATOR(pg_catalog.*) " NOT_READY_HOLD "))"
+
+/*
+ * An aborted repository (alias r) answered 429, within its hold. The bound
+ * on aborted_at, implied by the rest, lets the index on it serve:
+ * clock_timestamp() in a condition cannot (statement_timestamp() is never
+ * later).
  */
 #define HELD_BACK \
 	"(r.consecutive_429s > 0" \
-	" AND r.aborted_at > now() - " NOT_READY_HOLDS_AT_MOST " * interval '" NOT_READY_HOLD "'" \
+	" AND r.aborted_at > statement_timestamp() - (" NOT_READY_HOLDS_AT_MOST \
+	"                    OPERATOR(pg_catalog.*) " NOT_READY_HOLD ")" \
 	" AND " HELD_UNTIL " > clock_timestamp())"
 
 static const char *
@@ -97,10 +103,10 @@ candidate_query(Candidate kind)
 
 			/*
 			 * One answered "not ready" (the registry's cool-down after a
-			 * canceled pre-import) is left alone for NOT_READY_HOLD per 429
-			 * in a row after its abort: asked again at every wake it would
-			 * only collect 429s — and at the limit of 429s in a row an
-			 * abort that spends a retry.
+			 * canceled pre-import) is left alone for a while after its
+			 * abort (HELD_BACK): asked again at every wake it would only
+			 * collect 429s — and at the limit of 429s in a row an abort
+			 * that spends a retry.
 			 */
 			return psprintf("SELECT " REPOSITORY_COLUMNS " FROM registry_migration.repositories r"
 							" WHERE state = %s AND id <> ALL($1)"

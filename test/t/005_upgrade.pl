@@ -22,6 +22,7 @@ $node->safe_psql('postgres', q{
 	CREATE DATABASE fresh;
 	CREATE ROLE upgrade_operator NOLOGIN;
 	CREATE ROLE upgrade_reader NOLOGIN;
+	CREATE ROLE "Upgrade Reader" NOLOGIN;
 });
 
 # A 1.0 database in the middle of a migration.
@@ -44,6 +45,8 @@ $node->safe_psql('upgraded', q{
 	GRANT SELECT ON registry_migration.worker_status TO upgrade_operator;
 	GRANT EXECUTE ON FUNCTION registry_migration.worker_status_internal() TO upgrade_operator;
 	GRANT SELECT (pid, activity) ON registry_migration.worker_status TO upgrade_reader;
+	GRANT SELECT (last_error) ON registry_migration.worker_status TO "Upgrade Reader" WITH GRANT OPTION;
+	GRANT SELECT (since) ON registry_migration.worker_status TO PUBLIC;
 });
 is($node->safe_psql('upgraded',
 		q{SELECT extversion FROM pg_extension WHERE extname = 'registry_migration'}),
@@ -63,9 +66,12 @@ my %queries = (
 	              AND has_table_privilege('upgrade_operator', 'registry_migration.worker_status', 'SELECT')
 	              AND has_function_privilege('upgrade_operator', 'registry_migration.worker_status_internal()',
 	                                         'EXECUTE')},
-	column_grants => q{SELECT string_agg(c || ' ' || has_column_privilege('upgrade_reader',
-	                                         'registry_migration.worker_status', c, 'SELECT'), ', ')
-	                     FROM unnest('{pid,activity,last_error}'::text[]) AS c});
+	column_grants => q{SELECT string_agg(format('%s %s %s%s', c.attname,
+	                                            CASE g.grantee WHEN 0 THEN 'PUBLIC' ELSE g.grantee::regrole::text END,
+	                                            g.privilege_type, CASE WHEN g.is_grantable THEN ' grantable' END),
+	                                     ', ' ORDER BY c.attname, g.grantee::regrole::text)
+	                     FROM pg_attribute c CROSS JOIN LATERAL aclexplode(c.attacl) g
+	                    WHERE c.attrelid = 'registry_migration.worker_status'::regclass});
 my %before = map { $_ => $node->safe_psql('upgraded', $queries{$_}) } keys %queries;
 
 $node->safe_psql('upgraded', 'ALTER EXTENSION registry_migration UPDATE');
@@ -96,7 +102,7 @@ sub extension_schema
 	# The extension's config objects are named by their ids.
 	s/binary_upgrade_create_empty_extension\(.*/binary_upgrade_create_empty_extension(...)/ for @lines;
 	# The operator's grants exist only in the upgraded database.
-	return join('', grep { !/upgrade_(operator|reader)/ } @lines);
+	return join('', grep { !/upgrade_(operator|reader)|Upgrade Reader|SELECT\(since\)/ } @lines);
 }
 my $upgraded_schema = extension_schema('upgraded');
 my $fresh_schema = extension_schema('fresh');
@@ -129,6 +135,9 @@ like($plain, qr/^GRANT ALL ON FUNCTION registry_migration\.worker_status_interna
 	'... and on worker_status_internal');
 like($plain, qr/^GRANT SELECT\(activity\) ON TABLE registry_migration\.worker_status TO upgrade_reader;$/m,
 	'... and a grant on one of its columns');
+like($plain, qr/^GRANT SELECT\(last_error\) ON TABLE registry_migration\.worker_status TO "Upgrade Reader" WITH GRANT OPTION;$/m,
+	'... with its grant option, to a role whose name needs quoting');
+like($plain, qr/^GRANT SELECT\(since\) ON TABLE registry_migration\.worker_status TO PUBLIC;$/m, '... and to PUBLIC');
 is($node->safe_psql('upgraded', q{SET ROLE upgrade_operator;
 	SELECT count(*) FROM registry_migration.worker_status WHERE cycles IS NULL OR answers IS NULL}),
 	'0', 'the operator reads worker_status, with its new columns, after the upgrade');

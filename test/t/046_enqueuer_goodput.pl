@@ -227,7 +227,9 @@ is(retry_after_set(), 'f', '... no Retry-After');
 # Answered "not ready", an aborted repository is left alone for 5 s per 429
 # in a row, counted from its abort (the registry's cool-down is about 5 s
 # from the cancel, which precedes the abort): no request about it meanwhile,
-# and a cool-down that lasts longer is asked about once per 5 s.
+# and a cool-down that lasts longer is asked about once per 5 s, up to 10 s
+# after the abort; from then on at every cycle, as the oldest aborted
+# repository is retried first.
 fresh();
 $sim->configure(cancel_cooldown => 30);
 sim_running('cool/b', 'pre');
@@ -254,27 +256,30 @@ is_deeply([ $s->{not_ready}, [ grep { m{cool/b} } @$log ] ], [ [], [] ],
 aborted_ago('10.5 s');
 ($s) = enqueue_logged();
 is_deeply([ $s->{not_ready}, consecutive_429s('cool/b') ], [ ['cool/b'], 3 ], '... and asked again after that');
+($s) = enqueue_logged();
+is_deeply([ $s->{not_ready}, consecutive_429s('cool/b') ], [ ['cool/b'], 4 ],
+	'... and then at every cycle: held back no longer than 10 s after its abort');
 $sim->configure(cancel_cooldown => 0);
 aborted_ago('15.5 s');
 ($s) = enqueue_logged();
 is_deeply([ $s->{not_ready}, $s->{retried}, consecutive_429s('cool/b') ], [ [], ['cool/b'], 0 ],
 	'... 15 s after it, the cool-down over: retried, and the count of 429s starts again');
 
-# Whatever count of 429s a direct change of the table wrote, the hold ends a
-# minute after the abort.
+# Whatever count of 429s a direct change of the table wrote, the hold ends
+# 10 s after the abort.
 fresh(start_max_retries => 2147483647);
 $sim->configure(cancel_cooldown => 600);
 sim_running('cool/b', 'pre');
 $cancel = HTTP::Tiny->new(timeout => 10)->request('DELETE', $sim->url . '/gitlab/v1/import/cool/b/');
-db_aborted('cool/b', '50 seconds');
+db_aborted('cool/b', '9 seconds');
 sql(q{UPDATE registry_migration.repositories SET consecutive_429s = 2147483000 WHERE path = 'cool/b'});
 ($s, $log) = enqueue_logged();
 is_deeply([ $s->{not_ready}, [ grep { m{cool/b} } @$log ] ], [ [], [] ],
-	'a count of 429s written directly: left alone 50 s after the abort');
-aborted_ago('61 s');
+	'a count of 429s written directly: left alone 9 s after the abort');
+aborted_ago('10.5 s');
 ($s) = enqueue_logged();
 is_deeply([ $s->{not_ready}, consecutive_429s('cool/b') ], [ ['cool/b'], 2147483001 ],
-	'... asked again a minute after it');
+	'... asked again 10 s after it');
 
 # retry() of a repository that is not ready: a warning, nothing changes but its count.
 fresh();
