@@ -136,9 +136,10 @@ event_log_purge(int max_rows)
 	 * written as "id IN (subquery)" the planner joined them to a
 	 * sequential scan of the whole log whenever any row was old enough,
 	 * which, once a migration is older than its retention, is at nearly
-	 * every cycle.
+	 * every cycle. Its generic plan suits every batch size, and keeps the
+	 * cycles from planning the statement again each time.
 	 */
-	spi_cached_plan(&plan,
+	spi_cached_generic_plan(&plan,
 					"DELETE FROM registry_migration.events WHERE id = ANY (ARRAY("
 					" SELECT id FROM registry_migration.events"
 					" WHERE at < (SELECT clock_timestamp()"
