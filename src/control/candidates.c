@@ -168,7 +168,7 @@ held_until(void)
 		spi_cached_plan(&plan,
 						psprintf("SELECT min" HELD_UNTIL
 								 "  FROM registry_migration.repositories r"
-								 " WHERE r.state = %s AND " HELD_BACK,
+								 " WHERE r.state = %s AND " HELD_BACK " AND " NOT_DENIED,
 								 state_sql_literal(MS_IMPORT_ABORTED)),
 						0, NULL);
 	spi_run(plan, NULL, NULL, false, 1, SPI_OK_SELECT);

@@ -42,7 +42,8 @@ extern bool candidate_next(Candidate kind, const MigrationSettings *settings,
 
 /*
  * When the first aborted repository held back after a "not ready" answer
- * may be taken again; 0 when none is held.
+ * may be taken again; 0 when none is held. One in a denied root namespace
+ * is never taken, so it does not count.
  */
 extern TimestampTz held_until(void);
 

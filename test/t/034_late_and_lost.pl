@@ -308,6 +308,23 @@ is($snode->safe_psql('postgres', q{SELECT string_agg(format('%s %s', event, at -
 	       WHERE path = 'worker/hung') e WHERE event IN ('abort', 'start_pre_import') AND lag IS NOT NULL}),
 	'abort t, start_pre_import t',
 	'... not before it had lasted pre_import_timeout (3 s), nor before its hold had passed (5 s)');
+
+# An aborted repository held back for the cool-down, in a denied root
+# namespace, is not the enqueuer's to take: the worker does not wake for it
+# when its hold ends.
+sql(q{INSERT INTO registry_migration.denied_namespaces VALUES ('denied');
+	INSERT INTO registry_migration.repositories (path, state, pre_import_started_at, aborted_at,
+		retries_count, aborted_in_state, consecutive_429s)
+	VALUES ('denied/held', 'import_aborted', now() - interval '10 s', now(), 1, 'pre_importing', 1)});
+my $idle_cycles = q{SELECT (cycles->'enqueue'->>'nothing_to_do')::int FROM registry_migration.worker_status};
+my $idle_before = sql($idle_cycles);
+sql('SELECT pg_reload_conf()');
+ok($snode->poll_query_until('postgres', "SELECT ($idle_cycles) > $idle_before"),
+	'a denied repository within its hold: woken by a reload, the enqueuer finds nothing to do');
+my $idle_after = sql($idle_cycles);
+sleep 6;
+is(sql($idle_cycles), $idle_after, '... and runs no cycle when the hold ends 5 s later');
+is(state_of('denied/held'), 'import_aborted', '... the repository is left as it was');
 section_time('stale', $t);
 
 end_test();
