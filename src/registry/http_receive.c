@@ -123,15 +123,21 @@ http_status_code(CURL *easy)
 
 /*
  * Whether the transfer got a connection: TCP connected, and for https the
- * TLS handshake done too.
+ * TLS handshake done too. A kept connection that the transfer reused was
+ * connected by an earlier transfer, and this one's connect times stay 0:
+ * that its request went out says the connection was there.
  */
 static bool
 connection_made(CURL *easy)
 {
+	long		request_bytes = 0;
 	curl_off_t	connected = 0;
 	curl_off_t	handshake_done = 0;
 	char	   *scheme = NULL;
 
+	curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &request_bytes);
+	if (request_bytes > 0)
+		return true;
 	curl_easy_getinfo(easy, CURLINFO_CONNECT_TIME_T, &connected);
 	if (connected == 0)
 		return false;
@@ -206,10 +212,7 @@ http_never_connected(CURL *easy, CURLcode rc, const Running *r)
 static const char *
 timeout_phase(CURL *easy)
 {
-	curl_off_t	connected = 0;
-
-	curl_easy_getinfo(easy, CURLINFO_CONNECT_TIME_T, &connected);
-	if (connected == 0)
+	if (!connection_made(easy))
 		return "while connecting";
 	return http_status_code(easy) == 0 ? "while waiting for the answer" : "while reading the answer";
 }

@@ -177,6 +177,18 @@ $s = enqueue(q{SET registry_migration.request_timeout = '300ms';});
 is_deeply([ $s->{stopped}, $s->{unavailable}, $s->{started} ], [ 'nothing_to_do', ['g/a'], ['g/b'] ],
 	'a request timeout after connecting: a failed answer, the cycle goes on');
 
+# The same on a connection kept from the request before, as the worker's
+# requests mostly are: a failed answer, and the lost start is recorded.
+fresh();
+new_repositories(qw(a b c));
+$sim->set_faults(fault({ kind => 'start', path => 'g/b' }, { type => 'hang', seconds => 10 }));
+$s = enqueue(q{SET registry_migration.request_timeout = '300ms';});
+is_deeply([ $s->{stopped}, $s->{unavailable}, $s->{started} ], [ 'nothing_to_do', ['g/b'], [ 'g/a', 'g/c' ] ],
+	'a request timeout on a kept connection: a failed answer, not the registry down');
+is(events_of('g/b'), 'default>default:start_unanswered', '... the start that may have got through is recorded');
+like(sql(q{SELECT detail FROM registry_migration.events WHERE path = 'g/b'}), qr/while waiting for the answer/,
+	'... and its detail says the request timed out waiting for the answer, not connecting');
+
 # ---- 429 "repository not ready" ------------------------------------------------------------
 
 fresh(start_max_retries => 2);
