@@ -6,6 +6,7 @@ use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../perl";
+use File::Copy;
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -169,6 +170,34 @@ like(request('status', 'group/native'), qr/^registry unavailable\|401\|.*credent
 $node->append_conf('postgresql.conf', "registry_migration.jwt_audience = 'container_registry'\n");
 $node->reload;
 like(request('status', 'group/native'), qr/^ok\|200\|native/, 'the right audience again');
+
+# The key file replaced in place, as a key rotation does: the next request of
+# the same session signs with the new key, without a reload. A file missing
+# for a moment leaves the key in use as it is.
+my $keydir = PostgreSQL::Test::Utils::tempdir;
+my $key_file = "$keydir/registry_migration.key";
+copy("$fixtures/jwt_test_key.pem", $key_file) or die "copy: $!";
+$node->append_conf('postgresql.conf', "registry_migration.jwt_private_key_file = '$key_file'\n");
+$node->reload;
+my $rotated = RegistrySimulator->new(jwt_public_key => "$fixtures/jwt_rotated_key.pub.pem");
+$rotated->add_repositories({ path => 'group/rotated', status => 'import_complete' });
+my $rotated_url = $rotated->url;
+my $log_offset = -s $node->logfile;
+is($node->safe_psql('postgres', qq{
+	SELECT answer || ' ' || http_status FROM registry_migration.registry_request('status', 'group/native');
+	\\! cp '$fixtures/jwt_rotated_key.pem' '$key_file'
+	SET registry_migration.registry_url = '$rotated_url';
+	SELECT answer || ' ' || http_status FROM registry_migration.registry_request('status', 'group/rotated');
+	\\! rm '$key_file'
+	SELECT answer || ' ' || http_status FROM registry_migration.registry_request('status', 'group/rotated');}),
+	"ok 200\nok 200\nok 200",
+	'the key file replaced in place: the same session signs with the new key; the file gone: the key stays');
+is(scalar(grep { !$_->{token_valid} } @{ $rotated->requests }), 0, '... every token verified with the new key');
+like(slurp_file($node->logfile, $log_offset), qr/the key file "\Q$key_file\E" changed but cannot be used/,
+	'... the missing file is logged');
+$rotated->stop;
+$node->append_conf('postgresql.conf', "registry_migration.jwt_private_key_file = '$fixtures/jwt_test_key.pem'\n");
+$node->reload;
 
 # ---- redirects -------------------------------------------------
 (my $other_url = $other->url) =~ s/127\.0\.0\.1/localhost/;
