@@ -122,21 +122,37 @@ http_status_code(CURL *easy)
 }
 
 /*
+ * Whether the transfer reused a kept connection, which an earlier transfer
+ * connected: it opened none of its own (not even one to a proxy), and its
+ * request went out. Its connect times stay 0. (When libcurl finds a kept
+ * connection dead and tries a new one that cannot connect, this still says
+ * kept: a failed answer, where the registry down would be as right.)
+ */
+static bool
+kept_connection_used(CURL *easy)
+{
+	long		new_connections = 0;
+	long		request_bytes = 0;
+
+	curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &new_connections);
+	curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &request_bytes);
+	return new_connections == 0 && request_bytes > 0;
+}
+
+/*
  * Whether the transfer got a connection: TCP connected, and for https the
- * TLS handshake done too. A kept connection that the transfer reused was
- * connected by an earlier transfer, and this one's connect times stay 0:
- * that its request went out says the connection was there.
+ * TLS handshake done too — or a kept connection. (The request size alone
+ * proves nothing: a proxy's CONNECT counts in it before any tunnel to the
+ * registry exists.)
  */
 static bool
 connection_made(CURL *easy)
 {
-	long		request_bytes = 0;
 	curl_off_t	connected = 0;
 	curl_off_t	handshake_done = 0;
 	char	   *scheme = NULL;
 
-	curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &request_bytes);
-	if (request_bytes > 0)
+	if (kept_connection_used(easy))
 		return true;
 	curl_easy_getinfo(easy, CURLINFO_CONNECT_TIME_T, &connected);
 	if (connected == 0)

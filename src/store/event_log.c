@@ -133,20 +133,20 @@ event_log_purge(int max_rows)
 	 * cutoff is computed once (an init plan), which lets it be an index
 	 * condition — clock_timestamp() in the comparison itself could not be.
 	 * The chosen ids are removed through the primary key as an array:
-	 * written as "id IN (subquery)" the planner joined them to a
+	 * written as "id IN (subquery)", the planner could join them to a
 	 * sequential scan of the whole log whenever any row was old enough,
 	 * which, once a migration is older than its retention, is at nearly
 	 * every cycle. Its generic plan suits every batch size, and keeps the
 	 * cycles from planning the statement again each time.
 	 */
 	spi_cached_generic_plan(&plan,
-					"DELETE FROM registry_migration.events WHERE id = ANY (ARRAY("
-					" SELECT id FROM registry_migration.events"
-					" WHERE at < (SELECT clock_timestamp()"
-					"   - least(event_retention, interval '" SETTINGS_MAX_INTERVAL "')"
-					"   FROM registry_migration.settings)"
-					" ORDER BY at LIMIT $1))",
-					1, types);
+							"DELETE FROM registry_migration.events WHERE id = ANY (ARRAY("
+							" SELECT id FROM registry_migration.events"
+							" WHERE at < (SELECT clock_timestamp()"
+							"   - least(event_retention, interval '" SETTINGS_MAX_INTERVAL "')"
+							"   FROM registry_migration.settings)"
+							" ORDER BY at LIMIT $1))",
+							1, types);
 	spi_run(plan, values, NULL, false, 0, SPI_OK_DELETE);
 	return (int64) SPI_processed;
 }

@@ -8,11 +8,13 @@ everything, the Authorization header included). Each one is logged; a test
 reads the log at GET /_proxy/log (DELETE clears it) to prove where a
 request went and what the proxy could read.
 
-    recording_proxy.py [--bind ADDR] [--port N] [--refuse-connect]
+    recording_proxy.py [--bind ADDR] [--port N] [--refuse-connect | --hang-connect]
     # listening on http://127.0.0.1:PORT      <- the only line it prints
 
 --refuse-connect answers 403 to every CONNECT, as a proxy does for a
-target it does not allow. Standard library only, like the simulator.
+target it does not allow. --hang-connect never answers a CONNECT (a proxy
+whose target drops every packet): the client's connect timeout decides.
+Standard library only, like the simulator.
 """
 
 import argparse
@@ -78,6 +80,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             log.update(entry, code=403)
             self.close_connection = True
             return self.answer(403, b"tunnel refused\n")
+        if self.server.hang_connect:
+            # Holds the connection, silent, until the client gives up.
+            self.close_connection = True
+            self.connection.settimeout(None)
+            self.rfile.read(1)
+            return None
         try:
             upstream = socket.create_connection((host.strip("[]"), int(port)), timeout=10)
         except (OSError, ValueError):
@@ -159,11 +167,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bind", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--refuse-connect", action="store_true")
+    tunnel = parser.add_mutually_exclusive_group()
+    tunnel.add_argument("--refuse-connect", action="store_true")
+    tunnel.add_argument("--hang-connect", action="store_true")
     options = parser.parse_args(argv)
     server = Server((options.bind, options.port), Handler)
     server.log = Log()
     server.refuse_connect = options.refuse_connect
+    server.hang_connect = options.hang_connect
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     host, port = server.server_address[:2]
     print(f"listening on http://{host}:{port}", flush=True)
