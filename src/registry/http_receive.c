@@ -126,7 +126,8 @@ http_status_code(CURL *easy)
  * connected: it opened none of its own (not even one to a proxy), and its
  * request went out. Its connect times stay 0. (When libcurl finds a kept
  * connection dead and tries a new one that cannot connect, this still says
- * kept: a failed answer, where the registry down would be as right.)
+ * kept: a failed answer "while waiting for the answer", where the registry
+ * down would be as right.)
  */
 static bool
 kept_connection_used(CURL *easy)

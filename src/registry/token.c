@@ -1,50 +1,37 @@
 /*
  * token.c — building, signing and caching the registry's JWTs.
  *
- * The key is loaded once per backend, and again when the setting changes
- * or the file does: a key replaced in place (a rotation) is used from the
- * next request on, in the worker too, without a restart. The import-API
- * token has the same scope for every call, so it is reused
- * until shortly before it expires; a tag-list token names one repository,
- * so it is made for each listing.
+ * The import-API token has the same scope for every call, so it is reused
+ * until shortly before it expires, or until the key or the claims' settings
+ * change; a tag-list token names one repository, so it is made for each
+ * listing. The key itself is token_key.c's.
  */
 #include "postgres.h"
 
 #include "lib/stringinfo.h"
 #include "utils/json.h"
 
-#include <sys/stat.h>
 #include <time.h>
 
 #include "guc.h"
 #include "core/jwt.h"
 #include "registry/token.h"
+#include "registry/token_key.h"
 
 /* A token is renewed when less than this many seconds of it remain. */
 #define RENEW_MARGIN_S 30
 
-typedef struct TokenSettings
+/* The settings the claims are made of; a token outlives none of their changes. */
+typedef struct TokenClaims
 {
-	char		key_file[MAXPGPATH];
 	char		issuer[256];
 	char		audience[256];
 	int			lifetime;
-} TokenSettings;
-
-/* Which file's contents: a replaced or rewritten file differs in one of these. */
-typedef struct KeyFileVersion
-{
-	bool		found;
-	dev_t		device;
-	ino_t		inode;
-	off_t		size;
-	struct timespec modified;
-} KeyFileVersion;
+} TokenClaims;
 
 static EVP_PKEY *key = NULL;
 static char key_id[JWT_KID_LEN];
-static TokenSettings cached_for;
-static KeyFileVersion key_version;	/* of the file the key was last read from */
+static TokenClaims claims_for;
 static char *import_token = NULL;	/* malloc'd */
 static time_t import_token_expires = 0;
 static char *repository_token = NULL;	/* malloc'd, the latest tag-list token */
@@ -59,115 +46,28 @@ forget_tokens(void)
 }
 
 static void
-current_settings(TokenSettings *s)
+current_claims(TokenClaims *c)
 {
-	memset(s, 0, sizeof(*s));
-	strlcpy(s->key_file, rm_jwt_private_key_file, sizeof(s->key_file));
-	strlcpy(s->issuer, rm_jwt_issuer, sizeof(s->issuer));
-	strlcpy(s->audience, rm_jwt_audience, sizeof(s->audience));
-	s->lifetime = rm_jwt_token_lifetime_s;
+	memset(c, 0, sizeof(*c));
+	strlcpy(c->issuer, rm_jwt_issuer, sizeof(c->issuer));
+	strlcpy(c->audience, rm_jwt_audience, sizeof(c->audience));
+	c->lifetime = rm_jwt_token_lifetime_s;
 }
 
-static KeyFileVersion
-key_file_version(const char *path)
-{
-	KeyFileVersion v;
-	struct stat st;
-
-	memset(&v, 0, sizeof(v));
-	if (stat(path, &st) != 0)
-		return v;
-	v.found = true;
-	v.device = st.st_dev;
-	v.inode = st.st_ino;
-	v.size = st.st_size;
-	v.modified = st.st_mtim;
-	return v;
-}
-
-static bool
-same_version(const KeyFileVersion *a, const KeyFileVersion *b)
-{
-	return a->found == b->found && a->device == b->device && a->inode == b->inode &&
-		a->size == b->size && a->modified.tv_sec == b->modified.tv_sec &&
-		a->modified.tv_nsec == b->modified.tv_nsec;
-}
-
-/* The key in path with its id, or NULL with the reason in err. */
-static EVP_PKEY *
-load_key(const char *path, char *new_id, char *err, size_t errlen)
-{
-	EVP_PKEY   *loaded = jwt_load_private_key(path, err, errlen);
-
-	if (loaded != NULL && !jwt_key_id(loaded, new_id))
-	{
-		EVP_PKEY_free(loaded);
-		loaded = NULL;
-		strlcpy(err, "could not compute the key id", errlen);
-	}
-	return loaded;
-}
-
-static void
-use_key(EVP_PKEY *loaded, const char *loaded_id)
-{
-	forget_tokens();
-	EVP_PKEY_free(key);
-	key = loaded;
-	memcpy(key_id, loaded_id, sizeof(key_id));
-}
-
-/*
- * The key file changed under the same setting: a rotation. Its new key is
- * used from now on. A file caught half-written, or missing for a moment,
- * leaves the key in use as it is (the registry refuses it if it no longer
- * trusts it, which spends no retry), and the next change is read again.
- */
-static void
-follow_rotation(const char *path, const KeyFileVersion *version)
-{
-	char		new_id[JWT_KID_LEN];
-	char		err[256];
-	EVP_PKEY   *loaded;
-
-	key_version = *version;
-	loaded = version->found ? load_key(path, new_id, err, sizeof(err)) : NULL;
-	if (loaded != NULL)
-		use_key(loaded, new_id);
-	else
-		ereport(LOG,
-				(errmsg("registry_migration: the key file \"%s\" changed but cannot be used; "
-						"the key read before stays in use", path),
-				 errdetail("%s.", version->found ? err : "It cannot be found")));
-}
-
-/* (Re)load the key when the settings or the key file changed since the last token. */
+/* The key to sign with; tokens made with another key or other claims are dropped. */
 static void
 refresh_key(void)
 {
-	TokenSettings now;
-	KeyFileVersion version;
-	char		new_id[JWT_KID_LEN];
-	char		err[256];
-	EVP_PKEY   *loaded;
+	TokenClaims now;
+	bool		replaced;
 
-	current_settings(&now);
-	version = key_file_version(now.key_file);
-	if (key != NULL && memcmp(&now, &cached_for, sizeof(now)) == 0)
+	current_claims(&now);
+	key = token_signing_key(key_id, &replaced);
+	if (replaced || memcmp(&now, &claims_for, sizeof(now)) != 0)
 	{
-		if (!same_version(&version, &key_version))
-			follow_rotation(now.key_file, &version);
-		return;
+		forget_tokens();
+		claims_for = now;
 	}
-	loaded = load_key(now.key_file, new_id, err, sizeof(err));
-	if (loaded == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("could not use registry_migration.jwt_private_key_file"),
-				 errdetail("Key file \"%s\": %s.", now.key_file, err)));
-	use_key(loaded, new_id);
-	key_version = version;
-	cached_for = now;
 }
 
 static void

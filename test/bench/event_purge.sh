@@ -43,6 +43,7 @@ SQL
 # Each call commits, as each cycle does.
 time_calls() {
     q <<SQL
+VACUUM registry_migration.events;
 CREATE TEMP TABLE times (ms float8);
 DO \$\$
 DECLARE t0 timestamptz; removed bigint;

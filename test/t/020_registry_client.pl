@@ -171,33 +171,56 @@ $node->append_conf('postgresql.conf', "registry_migration.jwt_audience = 'contai
 $node->reload;
 like(request('status', 'group/native'), qr/^ok\|200\|native/, 'the right audience again');
 
-# The key file replaced in place, as a key rotation does: the next request of
-# the same session signs with the new key, without a reload. A file missing
-# for a moment leaves the key in use as it is.
+# The key file replaced, as a key rotation does: from the next request of
+# the same session on, tokens are signed with the new key, without a reload.
+# A replacement the server cannot read yet leaves the key in use as it is
+# (logged once) and is read as soon as it can be; so is a file missing for
+# a moment. $sim trusts the first key, $rotated the second.
 my $keydir = PostgreSQL::Test::Utils::tempdir;
 my $key_file = "$keydir/registry_migration.key";
 copy("$fixtures/jwt_test_key.pem", $key_file) or die "copy: $!";
 $node->append_conf('postgresql.conf', "registry_migration.jwt_private_key_file = '$key_file'\n");
 $node->reload;
+$node->poll_query_until('postgres',
+	"SELECT current_setting('registry_migration.jwt_private_key_file') = '$key_file'")
+  or die 'the key file setting was not applied';
 my $rotated = RegistrySimulator->new(jwt_public_key => "$fixtures/jwt_rotated_key.pub.pem");
 $rotated->add_repositories({ path => 'group/rotated', status => 'import_complete' });
-my $rotated_url = $rotated->url;
+
+sub status_via
+{
+	my ($registry, $path) = @_;
+	return "SET registry_migration.registry_url = '" . $registry->url . "';\n"
+	  . "SELECT answer || ' ' || http_status FROM registry_migration.registry_request('status', '$path');";
+}
 my $log_offset = -s $node->logfile;
-is($node->safe_psql('postgres', qq{
-	SELECT answer || ' ' || http_status FROM registry_migration.registry_request('status', 'group/native');
-	\\! cp '$fixtures/jwt_rotated_key.pem' '$key_file'
-	SET registry_migration.registry_url = '$rotated_url';
-	SELECT answer || ' ' || http_status FROM registry_migration.registry_request('status', 'group/rotated');
-	\\! rm '$key_file'
-	SELECT answer || ' ' || http_status FROM registry_migration.registry_request('status', 'group/rotated');}),
-	"ok 200\nok 200\nok 200",
-	'the key file replaced in place: the same session signs with the new key; the file gone: the key stays');
-is(scalar(grep { !$_->{token_valid} } @{ $rotated->requests }), 0, '... every token verified with the new key');
-like(slurp_file($node->logfile, $log_offset), qr/the key file "\Q$key_file\E" changed but cannot be used/,
-	'... the missing file is logged');
+is($node->safe_psql('postgres', join("\n",
+	status_via($sim, 'group/native'),
+	"\\! cp '$fixtures/jwt_rotated_key.pem' '$keydir/new.key' && chmod 000 '$keydir/new.key' && mv '$keydir/new.key' '$key_file'",
+	status_via($rotated, 'group/rotated'),
+	status_via($rotated, 'group/rotated'),
+	"\\! chmod 600 '$key_file'",
+	status_via($rotated, 'group/rotated'),
+	"\\! cp '$fixtures/jwt_test_key.pem' '$key_file'",
+	status_via($sim, 'group/native'),
+	"\\! rm '$key_file'",
+	status_via($sim, 'group/native'),
+	status_via($sim, 'group/native'))),
+	join("\n", 'ok 200', ('registry unavailable 401') x 2, ('ok 200') x 4),
+	'a key rotation within one session: a new key the server cannot read is not used, '
+	  . 'it is once readable, then the first key again in place, and the file gone: the key stays');
+is(scalar(grep { !$_->{token_valid} } @{ $rotated->requests }), 2,
+	'... the registry that trusts the new key refused only the two tokens of the old one');
+my @rotation_log = slurp_file($node->logfile, $log_offset) =~ /the key file "\Q$key_file\E" changed but cannot be used.*\n.*DETAIL:\s+(.*)/g;
+is(scalar(@rotation_log), 2, '... each replacement that could not be used is logged once');
+like($rotation_log[0] // '', qr/Permission denied/, '... saying why: not readable');
+like($rotation_log[1] // '', qr/No such file/, '... not there');
 $rotated->stop;
 $node->append_conf('postgresql.conf', "registry_migration.jwt_private_key_file = '$fixtures/jwt_test_key.pem'\n");
 $node->reload;
+$node->poll_query_until('postgres',
+	"SELECT current_setting('registry_migration.jwt_private_key_file') = '$fixtures/jwt_test_key.pem'")
+  or die 'the key file setting was not applied';
 
 # ---- redirects -------------------------------------------------
 (my $other_url = $other->url) =~ s/127\.0\.0\.1/localhost/;

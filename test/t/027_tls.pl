@@ -367,8 +367,8 @@ is(scalar(api_requests($sim)), 0, '... no request reached the registry');
 $proxy->kill_kill;
 stops_at_once($sim, 'a proxy that is down', 'connection failed');
 
-# A tunnel that never opens: the request is written to the proxy, never to
-# the registry, so it is the registry down, not a failed answer.
+# A tunnel that never opens: only the proxy's CONNECT is written, nothing
+# reaches the registry, so it is the registry down, not a failed answer.
 ($proxy, $PP) = start_proxy('--hang-connect');
 configure(proxy => "http://127.0.0.1:$PP", connect_timeout => '300ms');
 stops_at_once($sim, 'a proxy whose tunnel never opens', 'timeout while connecting');
