@@ -1,13 +1,15 @@
 # The background worker: with the library preloaded, a migration
 # through the simulator completes with no SQL call but the setup; it is
 # woken by committed (not rolled-back) changes; reloads change its
-# intervals; it survives termination and SIGKILL, DROP DATABASE of another
-# database and DROP EXTENSION; it idles on a standby; it leaves its own
-# database when that is dropped, and returns when it is re-created.
+# intervals; it follows a token key replaced under it; it survives
+# termination and SIGKILL, DROP DATABASE of another database and DROP
+# EXTENSION; it idles on a standby; it leaves its own database when that is
+# dropped, and returns when it is re-created.
 use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../perl";
+use File::Copy;
 use NotificationReceiver;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -216,6 +218,43 @@ all_done('after CREATE EXTENSION again the worker migrates the new repositories'
 my $log = slurp_file($node->logfile);
 unlike($log, qr/terminated by signal 11|server process .* was terminated by signal (?!9)/,
 	'no crash in the server log');
+
+# ---- the token key rotated under the running worker -------------------------
+# A registry that trusts only a new key refuses the worker's token until the
+# key file is replaced; from the next request on the worker signs with the
+# new key, without a reload or a restart.
+my $fixtures = "$FindBin::RealBin/../fixtures";
+my $keyed = RegistrySimulator->new(pre_import_seconds => 0.2, import_seconds => 0.1, auto_create => 1,
+	jwt_public_key => "$fixtures/jwt_rotated_key.pub.pem");
+$keyed->configure(notify_url => $receiver->notify_url, notify_secret => 's3cret');
+my $keydir = PostgreSQL::Test::Utils::tempdir;
+copy("$fixtures/jwt_test_key.pem", "$keydir/worker.key") or die "copy: $!";
+$node->append_conf('postgresql.conf', join("\n",
+	"registry_migration.registry_url = '" . $keyed->url . "'",
+	"registry_migration.jwt_private_key_file = '$keydir/worker.key'", ''));
+$node->reload;
+$node->poll_query_until('postgres',
+	"SELECT current_setting('registry_migration.jwt_private_key_file') = '$keydir/worker.key'")
+  or die 'the key file setting was not applied';
+my $failed_before = $node->safe_psql('postgres',
+	q{SELECT (answers->>'failed')::int FROM registry_migration.worker_status});
+add_repositories('rotated', 1);
+ok($node->poll_query_until('postgres', "SELECT (answers->>'failed')::int > $failed_before
+	FROM registry_migration.worker_status"), 'a registry that trusts only a new key refuses the worker\'s token');
+is($node->safe_psql('postgres', q{SELECT state FROM registry_migration.repositories
+	WHERE path = 'rotated/repo-1'}), 'default', '... and the repository waits');
+copy("$fixtures/jwt_rotated_key.pem", "$keydir/worker.key.new") or die "copy: $!";
+rename("$keydir/worker.key.new", "$keydir/worker.key") or die "rename: $!";
+all_done('the new key renamed over the file: the worker signs with it, without a reload, '
+	  . 'and the repository is imported');
+ok(scalar(grep { $_->{token_valid} } @{ $keyed->requests }) > 0, '... with tokens the registry verified');
+$node->append_conf('postgresql.conf', join("\n",
+	"registry_migration.registry_url = '" . $sim->url . "'",
+	"registry_migration.jwt_private_key_file = ''", ''));
+$node->reload;
+$node->poll_query_until('postgres', "SELECT current_setting('registry_migration.jwt_private_key_file') = ''")
+  or die 'the key file setting was not applied';
+$keyed->stop;
 
 # ---- a standby keeps the worker idle ---------------------------------------
 $node->backup('backup');
