@@ -29,8 +29,6 @@ typedef struct TokenClaims
 	int			lifetime;
 } TokenClaims;
 
-static EVP_PKEY *key = NULL;
-static char key_id[JWT_KID_LEN];
 static TokenClaims claims_for;
 static char *import_token = NULL;	/* malloc'd */
 static time_t import_token_expires = 0;
@@ -55,19 +53,20 @@ current_claims(TokenClaims *c)
 }
 
 /* The key to sign with; tokens made with another key or other claims are dropped. */
-static void
-refresh_key(void)
+static EVP_PKEY *
+signing_key(const char **kid)
 {
 	TokenClaims now;
 	bool		replaced;
+	EVP_PKEY   *key = token_signing_key(kid, &replaced);
 
 	current_claims(&now);
-	key = token_signing_key(key_id, &replaced);
 	if (replaced || memcmp(&now, &claims_for, sizeof(now)) != 0)
 	{
 		forget_tokens();
 		claims_for = now;
 	}
+	return key;
 }
 
 static void
@@ -102,13 +101,13 @@ claims_json(time_t now, const char *access_json)
 	return s.data;
 }
 
-/* Sign a token for access_json; malloc'd. */
+/* Sign a token for access_json with key; malloc'd. */
 static char *
-sign(time_t now, const char *access_json)
+sign(EVP_PKEY *key, const char *kid, time_t now, const char *access_json)
 {
 	char		err[256];
 	char	   *claims = claims_json(now, access_json);
-	char	   *token = jwt_sign_rs256(key, key_id, claims, err, sizeof(err));
+	char	   *token = jwt_sign_rs256(key, kid, claims, err, sizeof(err));
 
 	pfree(claims);
 	if (token == NULL)
@@ -122,10 +121,12 @@ const char *
 registry_token(RegistryCall call, const char *path)
 {
 	time_t		now = time(NULL);
+	const char *kid;
+	EVP_PKEY   *key;
 
 	if (rm_jwt_private_key_file == NULL || rm_jwt_private_key_file[0] == '\0')
 		return NULL;
-	refresh_key();
+	key = signing_key(&kid);
 
 	if (call == CALL_TAGS)
 	{
@@ -137,7 +138,7 @@ registry_token(RegistryCall call, const char *path)
 		appendStringInfoString(&access, ",\"actions\":[\"pull\"]}]");
 		free(repository_token);
 		repository_token = NULL;
-		repository_token = sign(now, access.data);
+		repository_token = sign(key, kid, now, access.data);
 		pfree(access.data);
 		return repository_token;
 	}
@@ -146,7 +147,7 @@ registry_token(RegistryCall call, const char *path)
 	{
 		free(import_token);
 		import_token = NULL;
-		import_token = sign(now, "[{\"type\":\"registry\",\"name\":\"import\",\"actions\":[\"*\"]}]");
+		import_token = sign(key, kid, now, "[{\"type\":\"registry\",\"name\":\"import\",\"actions\":[\"*\"]}]");
 		import_token_expires = now + rm_jwt_token_lifetime_s;
 	}
 	return import_token;

@@ -140,7 +140,7 @@ follow_rotation(const char *path, const KeyFileVersion *version)
 }
 
 EVP_PKEY *
-token_signing_key(char kid[JWT_KID_LEN], bool *replaced)
+token_signing_key(const char **kid, bool *replaced)
 {
 	const char *path = rm_jwt_private_key_file;
 	KeyFileVersion version = key_file_version(path);
@@ -166,6 +166,6 @@ token_signing_key(char kid[JWT_KID_LEN], bool *replaced)
 		use_key(loaded, new_id, path, &version);
 		*replaced = true;
 	}
-	memcpy(kid, key_id, JWT_KID_LEN);
+	*kid = key_id;
 	return key;
 }

@@ -12,10 +12,10 @@
 
 /*
  * The key in registry_migration.jwt_private_key_file (which must be set),
- * with its key id. *replaced is set when it is not the key the previous
- * call returned: tokens signed with that one are to be dropped. An error
- * when there is no key to use.
+ * and in *kid its key id; both stay valid until the next call. *replaced
+ * is set when it is not the key the previous call returned: tokens signed
+ * with that one are to be dropped. An error when there is no key to use.
  */
-extern EVP_PKEY *token_signing_key(char kid[JWT_KID_LEN], bool *replaced);
+extern EVP_PKEY *token_signing_key(const char **kid, bool *replaced);
 
 #endif
